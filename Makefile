@@ -1,0 +1,17 @@
+# The README's two commands: `make demo` (install + train the default job) and `make test`.
+PYTHON ?= python
+
+.PHONY: install demo test lint benchmarks
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	rnnlab train --fraction 0.1 --run-dir runs/default --overwrite
+	rnnlab predict runs/default "A moving, beautifully acted film." "Two hours I will never get back."
+
+test: install
+	$(PYTHON) -m pytest -q
+
+lint:
+	ruff check rnnlab tests benchmarks

@@ -1,0 +1,15 @@
+"""rnnlab: train, compare, understand and ship recurrent text classifiers.
+
+Importing the package is cheap and torch-free; `load` pulls in torch when called.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load(run_dir, device: str = "auto"):
+    """Load a finished run for inference: `rnnlab.load("runs/x").predict(["a fine film"])`."""
+    from rnnlab.predict import Predictor
+
+    return Predictor.load(run_dir, device=device)

@@ -1,0 +1,234 @@
+"""The only place that parses arguments: `rnnlab COMMAND [OPTIONS]`, generated from typed dataclasses by tyro.
+
+Every user error ends here as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tyro
+
+from rnnlab.config import RunConfig
+from rnnlab.errors import UserError
+
+Positional = tyro.conf.Positional
+
+
+@dataclass
+class TrainArgs:
+    """Train a classifier: encoder → head → classes. Writes a run folder."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    config: str | None = None
+    """JSON config to start from (a run's config.json or hand-written); other flags override it."""
+    resume: str | None = None
+    """Continue the unfinished run in this folder from its last checkpoint."""
+
+
+@dataclass
+class EvaluateArgs:
+    """Evaluate a finished run on its own test split, or on another labelled file."""
+
+    run: Positional[str]
+    data: str | None = None
+    """CSV, TSV or JSONL file to evaluate on (default: the run's test split)."""
+    device: str = "auto"
+    """Device to run on."""
+
+
+@dataclass
+class PredictArgs:
+    """Label texts with a finished run: given as arguments, with --file, or on stdin; one line per text."""
+
+    run: Positional[str]
+    texts: Positional[list[str]] = field(default_factory=list)
+    file: str | None = None
+    """Text file with one text per line (`-` for stdin)."""
+    jsonl: bool = False
+    """Print one JSON object per line instead of `label<TAB>probabilities`."""
+    batch_size: int = 64
+    """Texts per forward pass."""
+    device: str = "auto"
+    """Device to run on."""
+
+
+@dataclass
+class CompareArgs:
+    """Train the encoder × head grid with several seeds, then write the results table and charts."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    encoders: str = "minilm,glove"
+    """Comma-separated encoders (any --encoder value)."""
+    heads: str = "fnn,rnn,gru,lstm,bilstm,bigru,textcnn,transformer"
+    """Comma-separated heads."""
+    seeds: int = 3
+    """Seeds per cell (mean ± std in the table)."""
+    grid: str = "runs/grid"
+    """Grid folder: one run folder per cell, and report/."""
+    baseline: bool = True
+    """Add the TF-IDF + logistic regression row (--no-baseline turns it off)."""
+    config: str | None = None
+    """JSON config every cell starts from; other flags override it."""
+
+
+@dataclass
+class ReportArgs:
+    """Rebuild the results table and charts of a grid (or any folder of runs); needs no torch."""
+
+    dir: Positional[str]
+
+
+def _train(args: TrainArgs) -> None:
+    from rnnlab import runs
+    from rnnlab.train import fit
+
+    cfg = runs.read_config(Path(args.resume)) if args.resume else args.run
+    results = fit(cfg, resume=args.resume is not None)
+    print(f"test accuracy {results['test_accuracy']:.4f}  macro-F1 {results['test_macro_f1']:.4f}  "
+          f"(best epoch {results['best_epoch']}, val accuracy {results['best_val_accuracy']:.4f})")  # fmt: skip
+
+
+def _evaluate(args: EvaluateArgs) -> None:
+    from rnnlab.evaluate import evaluate_run
+
+    result = evaluate_run(Path(args.run), args.data, args.device)
+    print(json.dumps(result, indent=2))
+
+
+def _predict(args: PredictArgs) -> None:
+    import rnnlab
+
+    predictor = rnnlab.load(args.run, device=args.device)
+    predictor.batch_size = args.batch_size
+    for row in predictor.stream(_texts(args)):
+        if args.jsonl:
+            print(json.dumps(row))
+        else:
+            print(row["label"] + "\t" + " ".join(f"{k}={v:.4f}" for k, v in row["probs"].items()))
+
+
+def _texts(args: PredictArgs):
+    if args.texts:
+        return iter(args.texts)
+    if args.file in (None, "-"):
+        return (line.rstrip("\n") for line in sys.stdin if line.strip())
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    return (line.rstrip("\n") for line in path.open(encoding="utf-8", errors="strict") if line.strip())
+
+
+def _compare(args: CompareArgs) -> None:
+    from rnnlab.compare import run_grid
+
+    split = lambda value: [v.strip() for v in value.split(",") if v.strip()]  # noqa: E731
+    report = run_grid(args.run, Path(args.grid), split(args.encoders), split(args.heads), args.seeds, args.baseline)
+    if report:
+        print(f"report: {Path(args.grid) / 'report' / 'results.md'}")
+
+
+def _report(args: ReportArgs) -> None:
+    from rnnlab.report import build_report
+
+    if not Path(args.dir).is_dir():
+        raise UserError(f"{args.dir}: folder not found")
+    report = build_report(Path(args.dir))
+    print(f"wrote {report.get('out_dir', Path(args.dir) / 'report')}")
+
+
+COMMANDS: dict[str, tuple[type, Callable[[Any], None]]] = {
+    "train": (TrainArgs, _train),
+    "evaluate": (EvaluateArgs, _evaluate),
+    "predict": (PredictArgs, _predict),
+    "compare": (CompareArgs, _compare),
+    "report": (ReportArgs, _report),
+}
+
+
+def _demo_commands() -> dict[str, tuple[type, Callable[[Any], None]]]:
+    from rnnlab.demos import config as demo_config
+
+    def runner(module: str) -> Callable[[Any], None]:
+        return lambda cfg: __import__(f"rnnlab.demos.{module}", fromlist=["run"]).run(cfg)
+
+    return {
+        "char": (demo_config.CharConfig, runner("char")),
+        "memory": (demo_config.MemoryConfig, runner("memory")),
+        "gradients": (demo_config.GradientsConfig, runner("gradients")),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        name, (kind, handler), rest = _command(argv)
+        handler(_parse(kind, rest, f"rnnlab {name}"))
+    except UserError as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnlab: interrupted; an unfinished run resumes with `rnnlab train --resume RUN`", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _command(argv: list[str]) -> tuple[str, tuple[type, Callable[[Any], None]], list[str]]:
+    table, name, rest = COMMANDS, argv[0] if argv else "", argv[1:]
+    if name == "demo":
+        table, name, rest = _demo_commands(), f"demo {rest[0]}" if rest else "demo", rest[1:]
+    key = name.removeprefix("demo ")
+    if key in ("", "-h", "--help", "demo"):
+        print(_usage(table, name))
+        raise SystemExit(0 if key in ("-h", "--help") else 2)
+    if key not in table:
+        raise UserError(f"unknown command {name!r}; choose from: {', '.join(table)}")
+    return name, table[key], rest
+
+
+def _usage(table: dict, name: str) -> str:
+    prefix = "rnnlab demo" if name.startswith("demo") else "rnnlab"
+    lines = [f"usage: {prefix} COMMAND [OPTIONS]   ({prefix} COMMAND --help for its options)", ""]
+    lines += [f"  {cmd:10s} {(kind.__doc__ or '').strip().splitlines()[0]}" for cmd, (kind, _) in table.items()]
+    if prefix == "rnnlab":
+        lines.append("  demo       Teaching demos: char, memory, gradients, gates")
+    return "\n".join(lines)
+
+
+def _parse(kind: type, args: list[str], prog: str) -> Any:
+    """Parse with tyro; its boxed error becomes one line naming the option at fault."""
+    default = None
+    if "--config" in args and kind in (TrainArgs, CompareArgs):
+        i = args.index("--config")
+        if i + 1 >= len(args):
+            raise UserError("--config needs a file")
+        default = kind(run=RunConfig.load(args[i + 1]), config=args[i + 1])
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
+            return tyro.cli(kind, args=args, prog=prog, default=default, config=(tyro.conf.OmitArgPrefixes,))
+    except SystemExit as e:
+        if e.code in (0, None):
+            print(buffer.getvalue(), end="")
+            raise
+        raise UserError(_one_line(buffer.getvalue())) from None
+
+
+def _one_line(text: str) -> str:
+    lines = [re.sub(r"[│╭╮╰╯─]+", " ", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not set(line) <= set("-")]
+    message = lines[1] if len(lines) > 1 else (lines[0] if lines else "invalid arguments")
+    hint = next((lines[i + 1].split()[0] for i, line in enumerate(lines[:-1]) if line.startswith("Perhaps")), None)
+    return f"{message} (did you mean {hint}?)" if hint else message
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

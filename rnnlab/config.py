@@ -1,0 +1,201 @@
+"""Typed run configuration: dataclasses only, no torch, so configs load anywhere.
+
+The CLI is generated from these classes (see cli.py); every run folder stores the exact
+`RunConfig` that produced it as `config.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rnnlab.errors import UserError
+
+HeadName = Literal["fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer"]
+Pooling = Literal["last", "mean", "max", "attention"]
+RECURRENT_HEADS = ("rnn", "gru", "lstm", "bilstm", "bigru")
+
+
+@dataclass
+class DataConfig:
+    data: str = "imdb"
+    """Packaged dataset (`imdb`, `rotten_tomatoes`) or a CSV, TSV or JSONL file."""
+    text_column: str = "text"
+    """Column (or JSON key) holding the text."""
+    label_column: str = "label"
+    """Column (or JSON key) holding the label; strings or integers, 2 or more classes."""
+    test_file: str | None = None
+    """Optional separate test file with the same columns; then --data gives train and validation only."""
+    fraction: float = 1.0
+    """Stratified share of every split to use (0.1 = the tutorial's 10 % subset)."""
+    test_size: float = 0.2
+    """Share of the deduplicated data held out for the test set."""
+    val_size: float = 0.1
+    """Share of the remaining training data held out for validation (early stopping)."""
+    split_seed: int = 0
+    """Seed of the split; fixed apart from --seed so that every run is compared on the same test set."""
+    max_length: int = 256
+    """Tokens kept per text, special tokens included."""
+    truncation: Literal["head", "head_tail"] = "head_tail"
+    """`head` keeps the first tokens; `head_tail` keeps the first quarter and the last three quarters."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fraction <= 1:
+            raise UserError(f"--fraction must be in (0, 1], got {self.fraction}")
+        if not 0 < self.test_size < 1 or not 0 < self.val_size < 1:
+            raise UserError("--test-size and --val-size must be in (0, 1)")
+        if self.max_length < 8:
+            raise UserError(f"--max-length must be at least 8, got {self.max_length}")
+
+
+@dataclass
+class EncoderConfig:
+    encoder: str = "minilm"
+    """`minilm` (packaged all-MiniLM-L6-v2), any Hugging Face name or folder, `glove` (packaged
+    GloVe 6B 50d), a GloVe/word2vec text file, or `scratch` (trainable embedding + own tokenizer)."""
+    finetune: bool = False
+    """Train the encoder too; frozen encoders are run once and their features cached."""
+    embedding_dim: int = 128
+    """Width of the `scratch` embedding table."""
+    vocab_size: int = 20000
+    """Vocabulary size of the `scratch` tokenizer (trained on the training split)."""
+    cache_dir: str | None = None
+    """Feature cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab)."""
+
+
+@dataclass
+class HeadConfig:
+    head: HeadName = "bilstm"
+    """Head over the token vectors; `bilstm`/`bigru` are `lstm`/`gru` with both directions."""
+    hidden_size: int = 128
+    """Hidden size per direction (recurrent), channels per kernel (textcnn), or MLP width (fnn)."""
+    layers: int = 1
+    """Stacked recurrent / transformer layers."""
+    dropout: float = 0.2
+    """Dropout before the classifier and between stacked layers."""
+    pooling: Pooling | None = None
+    """Text vector from token states; default `last` for recurrent heads, `max` for textcnn, `mean` otherwise."""
+    impl: Literal["torch", "scratch"] = "torch"
+    """Recurrent cells: torch's fused ones, or rnnlab.cells written from tensor operations."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size < 1 or self.layers < 1:
+            raise UserError("--hidden-size and --layers must be positive")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def resolved_pooling(self) -> Pooling:
+        if self.pooling is not None:
+            return self.pooling
+        if self.head in RECURRENT_HEADS:
+            return "last"
+        return "max" if self.head == "textcnn" else "mean"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    """Maximum epochs; early stopping may end sooner."""
+    batch_size: int = 16
+    """Texts per optimizer step (global, across all processes)."""
+    lr: float = 1e-3
+    """Learning rate of the head and classifier."""
+    encoder_lr: float = 5e-5
+    """Learning rate of a fine-tuned encoder."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and norms)."""
+    clip_norm: float | None = 1.0
+    """Gradient clipping max norm; None turns clipping off."""
+    warmup: float = 0.06
+    """Share of steps with linear learning-rate warmup, before linear decay."""
+    patience: int = 2
+    """Epochs without validation improvement before stopping."""
+    seed: int = 0
+    """Seed of initialisation, dropout and batch order."""
+    device: str = "auto"
+    """`auto`, `cpu`, `cuda` or `cuda:N`."""
+    bf16: bool = True
+    """bf16 autocast where the device supports it (fp16 on GPUs without bf16)."""
+    progress: bool = True
+    """Progress bars (--no-progress turns them off)."""
+    workers: int = 0
+    """Data-loader worker processes."""
+    checkpoint_every: int = 200
+    """Steps between resumable checkpoints (also written at every epoch end)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps in total (for smoke tests)."""
+
+
+@dataclass
+class RunConfig:
+    dataset: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    model: HeadConfig = field(default_factory=HeadConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str | None = None
+    """Run folder (default: runs/<encoder>-<head>-<time>)."""
+    overwrite: bool = False
+    """Replace a finished run in --run-dir."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+        """Build a config from nested dicts, rejecting unknown keys and wrong types by name."""
+        return _build(cls, raw, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: not a JSON config ({e})") from None
+        return cls.from_dict(raw, source=str(path))
+
+
+_SCALARS = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected an object for {cls.__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)} in {cls.__name__}")
+    kwargs = {}
+    for name, value in raw.items():
+        kind = str(fields[name].type)
+        nested = _NESTED.get(kind)
+        kwargs[name] = _build(nested, value, f"{where}.{name}") if nested else _check(kind, value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _check(kind: str, value: Any, where: str) -> Any:
+    """Type-check one JSON value against a field annotation written as a string."""
+    options = [k.strip() for k in kind.split("|")]
+    if value is None and "None" in options:
+        return value
+    for option in options:
+        if option.startswith("Literal["):
+            allowed = [a.strip().strip("'\"") for a in option[8:-1].split(",")]
+            if value in allowed:
+                return value
+        elif option in _SCALARS:
+            ok = isinstance(value, _SCALARS[option]) and not (option != "bool" and isinstance(value, bool))
+            if ok:
+                return value
+        elif option in ("HeadName", "Pooling") and value in _LITERALS[option]:
+            return value
+    raise UserError(f"{where}: {value!r} is not a valid {kind}")
+
+
+_NESTED = {"DataConfig": DataConfig, "EncoderConfig": EncoderConfig, "HeadConfig": HeadConfig, "TrainConfig": TrainConfig}
+_LITERALS = {"HeadName": HeadName.__args__, "Pooling": Pooling.__args__}

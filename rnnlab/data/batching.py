@@ -1,0 +1,74 @@
+"""Length-bucketed batches (little padding), padding collation and sharding across ranks.
+
+Batches are plain lists of indices, fixed by (seed, epoch): a trainer resumes mid-epoch by skipping the first k
+batches, and shards a batch across ranks with `shard(batch, rank, world_size)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+BUCKET_BATCHES = 50
+"""Batches per bucket: shuffled indices are sorted by length within chunks of this many batches."""
+
+
+class LengthBucketSampler:
+    """Batches of indices with similar lengths.
+
+    With `shuffle`, each epoch shuffles the indices, sorts each chunk of `50 * batch_size` by length, cuts it into
+    batches and shuffles the batch order. Without, batches run over the indices sorted by length (for fast
+    evaluation; callers restore the original order). A last batch smaller than `min_batch` is merged into the one
+    before it, so that each of `min_batch` ranks gets at least one item (unless there are fewer items in all).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0, min_batch: int = 1):
+        if batch_size < 1 or not 1 <= min_batch <= batch_size:
+            raise ValueError(f"need 1 <= min_batch <= batch_size, got min_batch={min_batch}, batch_size={batch_size}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.min_batch = min_batch
+
+    def __len__(self) -> int:
+        """Batches per epoch (the same every epoch)."""
+        return len(self._cut(np.arange(len(self.lengths))))
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        if not self.shuffle:
+            return self._cut(np.argsort(self.lengths, kind="stable"))
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = self._cut(self._bucketed(rng.permutation(len(self.lengths))))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def _bucketed(self, order: np.ndarray) -> np.ndarray:
+        """Sort each chunk of `order` by length; chunks hold whole batches, so only the last batch can be short."""
+        chunk = BUCKET_BATCHES * self.batch_size
+        parts = [order[i : i + chunk] for i in range(0, len(order), chunk)]
+        return np.concatenate([part[np.argsort(self.lengths[part], kind="stable")] for part in parts]) if parts else order
+
+    def _cut(self, order: np.ndarray) -> list[list[int]]:
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) < self.min_batch:
+            batches[-2].extend(batches.pop())
+        return batches
+
+
+def collate(token_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence: ids [B, T] (int64) and mask [B, T] (bool, True = real token)."""
+    assert token_ids, "collate needs at least one sequence"
+    lengths = torch.tensor([len(ids) for ids in token_ids])  # [B]
+    width = max(int(lengths.max()), 1)
+    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)  # [B, T]
+    for row, seq in enumerate(token_ids):
+        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+    mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
+    return ids, mask
+
+
+def shard(batch: list[int], rank: int, world_size: int) -> list[int]:
+    """This rank's share of a batch: every `world_size`-th item starting at `rank`."""
+    return batch[rank::world_size]

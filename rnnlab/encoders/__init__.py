@@ -1,0 +1,50 @@
+"""Encoders: token ids → token vectors `[B, T, D]`, chosen by name and built by `build_encoder`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rnnlab.config import DataConfig, EncoderConfig
+from rnnlab.encoders.base import SPEC_FILE, Encoder
+from rnnlab.encoders.transformer import TransformerEncoder
+from rnnlab.encoders.words import ScratchEncoder, WordVectorEncoder
+from rnnlab.errors import UserError
+
+__all__ = ["Encoder", "build_encoder", "load_encoder"]
+
+# Suffixes that mark a word-vector text file, so a mistyped path is reported as a missing file
+# rather than as an unknown Hugging Face model.
+_VECTOR_SUFFIXES = (".txt", ".vec", ".gz")
+
+
+def build_encoder(enc: EncoderConfig, data: DataConfig, train_texts: list[str] | None = None) -> Encoder:
+    """`minilm`, `glove`, `scratch` (trained on `train_texts`), a word-vector file, or a Hugging Face name/folder."""
+    name, limit, cut = enc.encoder, data.max_length, data.truncation
+    if name == "scratch":
+        if train_texts is None:
+            raise ValueError("the scratch encoder learns its vocabulary from train_texts")
+        return ScratchEncoder.train_on(train_texts, enc.vocab_size, enc.embedding_dim, limit, cut)
+    if name == "glove" or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES):
+        return WordVectorEncoder(name, limit, cut, enc.finetune)
+    return TransformerEncoder(name, limit, cut, enc.finetune)
+
+
+def load_encoder(run_dir: Path) -> Encoder:
+    """Rebuild a run's encoder; frozen pretrained weights are re-read from their source, the rest come
+    from the model's state_dict afterwards."""
+    path = Path(run_dir, SPEC_FILE)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: encoder description missing from the run folder") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    kind = spec.get("kind")
+    if kind == "transformer":
+        return TransformerEncoder.from_spec(spec)
+    if kind == "word_vectors":
+        return WordVectorEncoder.from_spec(spec)
+    if kind == "scratch":
+        return ScratchEncoder.from_spec(spec, Path(run_dir))
+    raise UserError(f"{path}: unknown encoder kind {kind!r}")

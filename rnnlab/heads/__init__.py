@@ -1,0 +1,55 @@
+"""Heads: token vectors `[B, T, D]` + mask `[B, T]` → one vector per text `[B, out_dim]`.
+
+`build_head(cfg, input_dim)` is the one place that maps a head name to a module:
+
+| head           | module                              | out_dim    |
+|----------------|-------------------------------------|------------|
+| fnn            | pooling, then Linear + GELU + Dropout | hidden   |
+| rnn, gru, lstm | RecurrentHead, one direction        | hidden     |
+| bilstm, bigru  | RecurrentHead, both directions      | 2 * hidden |
+| textcnn        | Conv1d k=3,4,5 + ReLU, pooling      | 3 * hidden |
+| transformer    | pre-norm TransformerEncoder, pooling | hidden    |
+
+Pooling comes from `cfg.resolved_pooling`. `impl` only affects recurrent heads; the other heads have no
+from-scratch variant and ignore it. Padding never changes a head's output.
+
+ONNX (torch 2.13): recurrent heads with impl=torch export with `dynamo=False` and dynamic batch/time axes
+(torch.export pins the time axis of nn.LSTM/GRU outputs); the transformer head exports with `dynamo=True`
+(the TorchScript exporter bakes the example batch size into attention reshapes). impl=scratch cells loop
+over time in Python, so a traced export would fix the sequence length: export with impl=torch (same weights).
+"""
+
+from __future__ import annotations
+
+from rnnlab.config import RECURRENT_HEADS, HeadConfig
+from rnnlab.errors import UserError
+from rnnlab.heads.attention import TransformerHead
+from rnnlab.heads.base import Head, reverse_padded, valid_lengths
+from rnnlab.heads.conv import TextCNNHead
+from rnnlab.heads.pooling import FNNHead, Pool
+from rnnlab.heads.recurrent import RecurrentHead, recurrent_class
+
+__all__ = ["Head", "Pool", "build_head", "reverse_padded", "valid_lengths"]
+
+# Bidirectional presets: the same recurrent head with both directions, not copied classes.
+_PRESETS = {"bilstm": ("lstm", True), "bigru": ("gru", True)}
+
+
+def build_head(cfg: HeadConfig, input_dim: int) -> Head:
+    """Build the head named by `cfg.head` over `input_dim`-wide token vectors."""
+    pooling = cfg.resolved_pooling
+    if pooling not in ("last", "mean", "max", "attention"):
+        raise UserError(f"unknown pooling {pooling!r}; choose last, mean, max or attention")
+    if cfg.impl not in ("torch", "scratch"):
+        raise UserError(f"unknown impl {cfg.impl!r}; choose torch or scratch")
+    if cfg.head in RECURRENT_HEADS:
+        cell, bidirectional = _PRESETS.get(cfg.head, (cfg.head, False))
+        cls = recurrent_class(cell, cfg.impl)
+        return RecurrentHead(cls, input_dim, cfg.hidden_size, cfg.layers, bidirectional, cfg.dropout, pooling)
+    if cfg.head == "fnn":
+        return FNNHead(input_dim, cfg.hidden_size, cfg.dropout, pooling)
+    if cfg.head == "textcnn":
+        return TextCNNHead(input_dim, cfg.hidden_size, pooling)
+    if cfg.head == "transformer":
+        return TransformerHead(input_dim, cfg.hidden_size, cfg.layers, cfg.dropout, pooling)
+    raise UserError(f"unknown head {cfg.head!r}; choose one of fnn, {', '.join(RECURRENT_HEADS)}, textcnn, transformer")

@@ -1,0 +1,55 @@
+"""One pooling module for every head, and the `fnn` head (pooling over token vectors, then an MLP)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rnnlab.config import Pooling
+from rnnlab.heads.base import Head, last_states, valid_lengths, zero_padding
+
+
+class Pool(nn.Module):
+    """Masked pooling `[B, T, H] -> [B, H]`: padded positions never contribute, whatever they hold.
+
+    `last`: the final state of each direction (see `last_states`); for non-recurrent inputs, the last real
+    token. `mean`/`max`: over real tokens only. `attention`: a learned query (Linear(H, 1, bias=False) scores) and a
+    softmax over real tokens, then the weighted sum.
+    """
+
+    def __init__(self, mode: Pooling, dim: int, directions: int = 1) -> None:
+        super().__init__()
+        assert mode in ("last", "mean", "max", "attention"), mode
+        self.mode = mode
+        self.directions = directions
+        # No bias: softmax ignores a shift shared by all tokens, so a bias would never get a gradient.
+        self.score = nn.Linear(dim, 1, bias=False) if mode == "attention" else None
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        lengths = valid_lengths(mask)
+        if self.mode == "last":
+            return last_states(x, lengths, self.directions)
+        if self.mode == "max":
+            return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)  # [B, H]
+        x = zero_padding(x, mask)  # masked_fill, not x * mask: 0 * inf would be NaN
+        if self.mode == "mean":
+            return x.sum(dim=1) / lengths.unsqueeze(1).to(x.dtype)  # [B, H]
+        scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))  # [B, T]
+        weights = torch.softmax(scores, dim=1)  # [B, T]; exactly 0 on padding
+        return (weights.unsqueeze(-1) * x).sum(dim=1)  # [B, H]
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, directions={self.directions}"
+
+
+class FNNHead(Head):
+    """`fnn`: pool the token vectors, then Linear(D, hidden) + GELU + Dropout."""
+
+    def __init__(self, input_dim: int, hidden_size: int, dropout: float, pooling: Pooling) -> None:
+        super().__init__()
+        self.out_dim = hidden_size
+        self.pool = Pool(pooling, input_dim)
+        self.mlp = nn.Sequential(nn.Linear(input_dim, hidden_size), nn.GELU(), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.mlp(self.pool(x, mask))  # [B, D] -> [B, hidden]

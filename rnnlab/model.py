@@ -1,0 +1,42 @@
+"""TextClassifier = encoder → head → classifier (dropout + linear → logits, never softmax)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnlab.config import RunConfig
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, head: nn.Module, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(head.out_dim, num_classes))
+
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`inputs` are token ids [B, T] or cached token vectors [B, T, D]; returns logits [B, C]."""
+        x = inputs if inputs.is_floating_point() else self.encoder(inputs, mask)  # [B, T, D]
+        return self.classifier(self.head(x, mask))  # [B, C]
+
+
+def build_model(cfg: RunConfig, encoder: nn.Module, num_classes: int) -> TextClassifier:
+    from rnnlab.heads import build_head
+
+    head = build_head(cfg.model, encoder.dim)
+    return TextClassifier(encoder, head, num_classes, cfg.model.dropout)
+
+
+def saved_state(model: TextClassifier) -> dict[str, torch.Tensor]:
+    """The weights a run folder stores: all but a frozen pretrained encoder, which is rebuilt from its reference."""
+    state = model.state_dict()
+    if not model.encoder.trainable:
+        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+    return {k: v.detach().contiguous() for k, v in state.items()}
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)

@@ -1,0 +1,73 @@
+"""Load a finished run and label new texts: the Python API behind `rnnlab predict` and `rnnlab.load`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnlab import runs
+from rnnlab.checkpoint import load_tensors
+from rnnlab.engine import Inputs, Precision, autocast_dtype, predict_probs, resolve_device
+from rnnlab.model import TextClassifier, build_model, saved_state
+
+
+class Labeller:
+    """Labels from class probabilities; subclasses provide `label_names` and `predict_proba(texts)`."""
+
+    label_names: list[str]
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """One {"label", "probs"} per text."""
+        return [self._row(p) for p in self.predict_proba(texts)]
+
+    def stream(self, texts: Iterable[str], chunk: int = 1024) -> Iterator[dict[str, Any]]:
+        """Label a long stream chunk by chunk, so a large file never sits in memory whole."""
+        buffer: list[str] = []
+        for text in texts:
+            buffer.append(text)
+            if len(buffer) == chunk:
+                yield from self.predict(buffer)
+                buffer = []
+        if buffer:
+            yield from self.predict(buffer)
+
+    def _row(self, probs: np.ndarray) -> dict[str, Any]:
+        best = int(probs.argmax())
+        return {"label": self.label_names[best], "probs": {n: round(float(p), 6) for n, p in zip(self.label_names, probs)}}
+
+
+class Predictor(Labeller):
+    """A trained PyTorch classifier loaded from a run folder."""
+
+    def __init__(self, model: TextClassifier, label_names: list[str], prec: Precision, batch_size: int = 64) -> None:
+        self.model, self.label_names, self.prec, self.batch_size = model.eval(), label_names, prec, batch_size
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto", bf16: bool = True) -> Predictor:
+        from rnnlab.encoders import load_encoder
+
+        path = Path(run_dir)
+        runs.require_finished(path)
+        cfg = runs.read_config(path)
+        label_names = json.loads((path / runs.LABELS).read_text())
+        model = build_model(cfg, load_encoder(path), len(label_names))
+        weights, _ = load_tensors(path / runs.WEIGHTS)
+        if set(weights) != set(saved_state(model)):
+            from rnnlab.errors import UserError
+
+            raise UserError(f"{path / runs.WEIGHTS}: weights do not match the run's config")
+        model.load_state_dict(weights, strict=False)
+        dev = resolve_device(device)
+        return cls(model.to(dev), label_names, Precision(dev, autocast_dtype(dev, bf16)))
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities [N, C], in the order of `texts`."""
+        inputs = Inputs(self.model.encoder.tokenize(list(texts)), self.model.encoder.pad_id)
+        return predict_probs(self.model, inputs, list(range(len(texts))), self.prec, self.batch_size)

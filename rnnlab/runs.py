@@ -1,0 +1,103 @@
+"""The run folder: one place per run for its config, split, metrics, weights, predictions and log.
+
+Only rank 0 writes; every write is atomic, so a killed run leaves a folder that resumes or is
+replaced cleanly, never one that breaks a later run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from rnnlab.checkpoint import atomic_write_json
+from rnnlab.config import RunConfig
+from rnnlab.errors import UserError
+
+CONFIG, SPLIT, LABELS, METRICS, RESULTS = "config.json", "split.json", "labels.json", "metrics.jsonl", "results.json"
+WEIGHTS, CHECKPOINT, PREDICTIONS, LOG = "model.safetensors", "checkpoint.safetensors", "predictions.jsonl", "log.txt"
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
+    name = Path(cfg.encoder.encoder).name or "encoder"
+    return Path("runs") / f"{name}-{cfg.model.head}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def is_finished(path: Path) -> bool:
+    try:
+        return bool(json.loads((path / RESULTS).read_text()).get("finished"))
+    except (OSError, ValueError):
+        return False
+
+
+def claim(path: Path, overwrite: bool, resume: bool) -> None:
+    """Decide whether a run may start in `path`; refuse to clobber finished or resumable work."""
+    if is_finished(path) and not overwrite:
+        raise UserError(f"{path} holds a finished run: pass --overwrite to replace it, or choose another --run-dir")
+    if (path / CHECKPOINT).exists() and not (resume or overwrite):
+        raise UserError(f"{path} holds an unfinished run: continue it with `rnnlab train --resume {path}`, or pass --overwrite")
+    if overwrite and not resume:
+        for name in (RESULTS, CHECKPOINT, WEIGHTS, METRICS, PREDICTIONS):
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl from the checkpointed history, so a resumed run never repeats a line."""
+    from rnnlab.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(path / METRICS, "".join(json.dumps(row) + "\n" for row in history).encode())
+
+
+def write_config(path: Path, cfg: RunConfig) -> None:
+    atomic_write_json(path / CONFIG, cfg.to_dict())
+
+
+def read_config(path: Path) -> RunConfig:
+    if not (path / CONFIG).is_file():
+        raise UserError(f"{path}: not a run folder (no {CONFIG})")
+    return RunConfig.load(path / CONFIG)
+
+
+def require_finished(path: Path) -> None:
+    if not path.is_dir():
+        raise UserError(f"{path}: run folder not found")
+    if not is_finished(path) or not (path / WEIGHTS).is_file():
+        raise UserError(f"{path}: the run has not finished (no {RESULTS}); resume it with `rnnlab train --resume {path}`")
+
+
+def open_log(path: Path | None) -> logging.Logger:
+    """Log to the run's log.txt (rank 0 only; other ranks pass None and log nowhere)."""
+    log = logging.getLogger("rnnlab.run")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    if path is not None:
+        handler = logging.FileHandler(path / LOG, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    return log
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """Training curves: train/val loss and val accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    ax_loss.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.legend()
+    ax_acc.plot(epochs, [r["val_accuracy"] for r in history], "o-", color="C2")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,315 @@
+"""fit(): setup → data → model → epochs with early stopping and checkpoints → one test evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from rnnlab import runs
+from rnnlab.checkpoint import (
+    atomic_write_bytes,
+    atomic_write_json,
+    flatten_optimizer,
+    load_tensors,
+    rng_state,
+    save_tensors,
+    set_rng_state,
+    unflatten_optimizer,
+)
+from rnnlab.config import RunConfig
+from rnnlab.data.batching import LengthBucketSampler, shard
+from rnnlab.data.split import Prepared, prepare
+from rnnlab.distributed import Dist, init_distributed, shutdown
+from rnnlab.engine import Inputs, Precision, autocast_dtype, evaluate, resolve_device, train_steps
+from rnnlab.errors import UserError
+from rnnlab.model import TextClassifier, build_model, count_parameters, saved_state
+
+
+@dataclass
+class TrainState:
+    """Everything besides tensors that a resumed run needs to continue exactly where it stopped."""
+
+    epoch: int = 0  # epochs completed
+    position: int = 0  # batches done within the current epoch
+    step: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    total_seen: int = 0  # local examples trained on, over all epochs
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    loop_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Setup:
+    cfg: RunConfig
+    run: Path
+    dist: Dist
+    prec: Precision
+    data: Prepared
+    inputs: Inputs
+    labels: torch.Tensor
+    model: TextClassifier
+    log: Any
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
+    """Train a classifier as `cfg` says, in this process or as one rank under torchrun; returns results."""
+    device = resolve_device(cfg.train.device)
+    dist = init_distributed(device)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    try:
+        setup = _setup(cfg, device, dist, resume)
+        state = _train(setup, resume)
+        return _finish(setup, state)
+    finally:
+        shutdown(dist)
+
+
+def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Setup:
+    from rnnlab.encoders import build_encoder
+
+    run = _run_dir(cfg, dist)
+    if dist.is_main:
+        runs.claim(run, cfg.overwrite, resume)
+        runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
+    dist.barrier()
+    log = runs.open_log(run if dist.is_main else None)
+    data = prepare(cfg.dataset)
+    _record_split(run, data, dist, resume)
+    set_seed(cfg.train.seed)
+    encoder = build_encoder(cfg.encoder, cfg.dataset, [data.texts[i] for i in data.split["train"]])
+    if dist.is_main:
+        encoder.save(run)
+    prec = Precision(device, autocast_dtype(device, cfg.train.bf16))
+    inputs = _inputs(cfg, encoder, data, prec, dist)
+    model = build_model(cfg, encoder, len(data.label_names)).to(device)
+    trainable, total = count_parameters(model)
+    log.info("run %s: %s, %d/%d trainable parameters, precision %s", run, cfg.to_dict(), trainable, total, prec.dtype)
+    labels = torch.as_tensor(data.labels, dtype=torch.long)
+    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log)
+
+
+def _run_dir(cfg: RunConfig, dist: Dist) -> Path:
+    path = [str(cfg.run_dir or runs.default_run_dir(cfg))]
+    if dist.enabled:  # the default name holds a timestamp: every rank must use rank 0's
+        torch.distributed.broadcast_object_list(path, src=0)
+    return Path(path[0])
+
+
+def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> None:
+    manifest = data.manifest()
+    if resume and (run / runs.SPLIT).is_file():
+        saved = json.loads((run / runs.SPLIT).read_text())
+        if saved.get("hash") != manifest["hash"]:
+            raise UserError(f"{run}: the data changed since this run started (split hash differs); start a new run")
+    if dist.is_main:
+        atomic_write_json(run / runs.SPLIT, manifest)
+        atomic_write_json(run / runs.LABELS, data.label_names)
+
+
+def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist) -> Inputs:
+    """Token ids for a trainable encoder; for a frozen transformer, its cached token vectors."""
+    from rnnlab.features import default_cache_dir, encode_cached
+
+    token_ids = encoder.tokenize(data.texts)
+    if not getattr(encoder, "cacheable", False):
+        return Inputs(token_ids, encoder.pad_id)
+    cache = Path(cfg.encoder.cache_dir) if cfg.encoder.cache_dir else default_cache_dir()
+    store = encode_cached(
+        encoder.to(prec.device), data.texts, token_ids, cache, device=prec.device, autocast_dtype=prec.dtype,
+        progress=cfg.train.progress and dist.is_main, rank=dist.rank, world_size=dist.world_size, barrier=dist.barrier,
+    )  # fmt: skip
+    return Inputs(token_ids, encoder.pad_id, store)
+
+
+def _optimizer(cfg: RunConfig, model: TextClassifier) -> torch.optim.AdamW:
+    """AdamW with a separate rate for a fine-tuned pretrained encoder, and no decay on biases and norms."""
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    pretrained = cfg.encoder.finetune and cfg.encoder.encoder != "scratch"
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        lr = cfg.train.encoder_lr if pretrained and name.startswith("encoder.") else cfg.train.lr
+        decay = cfg.train.weight_decay if p.ndim >= 2 and "embed" not in name else 0.0
+        groups.setdefault((lr, decay), []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()])
+
+
+def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over the first `warmup` share of steps, then linear decay to zero."""
+    warm = max(1, int(total_steps * warmup))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _train(s: Setup, resume: bool) -> TrainState:
+    cfg, train_idx = s.cfg.train, s.data.split["train"]
+    sampler = LengthBucketSampler(s.inputs.lengths[train_idx], cfg.batch_size, True, cfg.seed, s.dist.world_size)
+    steps_per_epoch = len(sampler.batches(0))
+    ddp = _wrap(s.model, s.dist)
+    optimizer = _optimizer(s.cfg, s.model)
+    total = steps_per_epoch * cfg.epochs
+    scheduler = _schedule(optimizer, min(cfg.max_steps or total, total), cfg.warmup)
+    state = _load_checkpoint(s, optimizer, scheduler) if resume else TrainState()
+    while state.epoch < cfg.epochs and not _done(s, state):
+        batches = [[int(train_idx[i]) for i in batch] for batch in sampler.batches(state.epoch)]
+        _run_epoch(s, state, batches, ddp, optimizer, scheduler)
+        _end_epoch(s, state)
+        _save_checkpoint(s, state, optimizer, scheduler)
+    return state
+
+
+def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optimizer, scheduler) -> None:
+    """Train from `state.position` to the end of the epoch, checkpointing every `checkpoint_every` steps."""
+    cfg, rank, world = s.cfg.train, s.dist.rank, s.dist.world_size
+    bar = tqdm(total=len(batches), initial=state.position, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+               disable=not (cfg.progress and s.dist.is_main), leave=False)  # fmt: skip
+    clock = time.perf_counter()
+
+    def after_step(position: int, loss: float, n: int) -> bool:
+        nonlocal clock
+        now = time.perf_counter()
+        state.loop_seconds, clock = state.loop_seconds + now - clock, now
+        state.position, state.step = position + 1, state.step + 1
+        state.loss_sum, state.seen, state.total_seen = state.loss_sum + loss, state.seen + n, state.total_seen + n
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss / max(n, 1):.4f}")
+        if state.step % cfg.checkpoint_every == 0:
+            _save_checkpoint(s, state, optimizer, scheduler)
+            clock = time.perf_counter()  # checkpoint I/O is not training time
+        return cfg.max_steps is not None and state.step >= cfg.max_steps
+
+    work = ((p, shard(batches[p], rank, world), len(batches[p])) for p in range(state.position, len(batches)))
+    train_steps(ddp, s.inputs, s.labels, work, optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, after_step)
+    bar.close()
+
+
+def _wrap(model: TextClassifier, dist: Dist) -> torch.nn.Module:
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    device_ids = [model.classifier[1].weight.device.index] if model.classifier[1].weight.is_cuda else None
+    return DDP(model, device_ids=device_ids)
+
+
+def _done(s: Setup, state: TrainState) -> bool:
+    stopped_early = state.bad_epochs >= s.cfg.train.patience
+    return stopped_early or (s.cfg.train.max_steps is not None and state.step >= s.cfg.train.max_steps)
+
+
+def _end_epoch(s: Setup, state: TrainState) -> None:
+    """Validate, keep the best weights, record the epoch, and move to the next one."""
+    val = evaluate(s.model, s.inputs, s.data.split["val"], s.labels, len(s.data.label_names), s.prec, s.dist)
+    totals = s.dist.all_reduce_sum(torch.tensor([state.loss_sum, state.seen], dtype=torch.float64))
+    state.epoch, state.position = state.epoch + 1, 0
+    row = {"epoch": state.epoch, "step": state.step, "train_loss": totals[0].item() / max(totals[1].item(), 1),
+           "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
+           "lr": s.cfg.train.lr, "seconds": round(state.loop_seconds, 2)}  # fmt: skip
+    state.history.append(row)
+    state.loss_sum, state.seen = 0.0, 0
+    if val["accuracy"] > state.best_accuracy:
+        state.best_accuracy, state.best_epoch, state.bad_epochs = val["accuracy"], state.epoch, 0
+        if s.dist.is_main:
+            save_tensors(s.run / runs.WEIGHTS, saved_state(s.model), {"epoch": state.epoch})
+    else:
+        state.bad_epochs += 1
+    msg = f"epoch {state.epoch}: train loss {row['train_loss']:.4f}  val loss {val['loss']:.4f}  val acc {val['accuracy']:.4f}"
+    s.log.info(msg)
+    if s.dist.is_main:
+        tqdm.write(msg)
+        runs.write_metrics(s.run, state.history)
+
+
+def _save_checkpoint(s: Setup, state: TrainState, optimizer, scheduler) -> None:
+    if not s.dist.is_main:
+        return
+    opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
+    rng_tensors, rng_meta = rng_state()
+    tensors = {**{f"model.{k}": v for k, v in saved_state(s.model).items()}, **opt_tensors, **rng_tensors}
+    meta = {"state": dataclasses.asdict(state), "optimizer": opt_meta, "rng": rng_meta,
+            "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}}  # fmt: skip
+    save_tensors(s.run / runs.CHECKPOINT, tensors, meta)
+
+
+def _load_checkpoint(s: Setup, optimizer, scheduler) -> TrainState:
+    path = s.run / runs.CHECKPOINT
+    if not path.is_file():
+        raise UserError(f"{s.run}: nothing to resume (no {runs.CHECKPOINT})")
+    tensors, meta = load_tensors(path)
+    _load_model(s.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
+    set_rng_state(tensors, meta["rng"])
+    return TrainState(**meta["state"])
+
+
+def _load_model(model: TextClassifier, weights: dict[str, torch.Tensor], path: Path) -> None:
+    expected = saved_state(model).keys()
+    if set(weights) != set(expected):
+        raise UserError(f"{path}: weights do not match this model ({len(set(expected) ^ set(weights))} keys differ)")
+    model.load_state_dict(weights, strict=False)
+
+
+def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
+    """Evaluate the test set once, on the best validation checkpoint, and write the results."""
+    weights, _ = load_tensors(s.run / runs.WEIGHTS)
+    _load_model(s.model, weights, s.run / runs.WEIGHTS)
+    test_idx = s.data.split["test"]
+    test = evaluate(s.model, s.inputs, test_idx, s.labels, len(s.data.label_names), s.prec, Dist())
+    trainable, total = count_parameters(s.model)
+    results = {"finished": True, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+               "test_loss": test["loss"], "confusion_matrix": test["confusion"], "label_names": s.data.label_names,
+               "best_epoch": state.best_epoch, "best_val_accuracy": state.best_accuracy,
+               "train_seconds": round(state.loop_seconds, 2),
+               "reviews_per_s": round(state.total_seen * s.dist.world_size / max(state.loop_seconds, 1e-9), 2),
+               "peak_memory_mb": round(_peak_memory_mb(), 1), "params_trainable": trainable, "params_total": total,
+               "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.cfg.encoder.finetune,
+               "seed": s.cfg.train.seed, "split_hash": s.data.manifest()["hash"]}  # fmt: skip
+    if s.dist.is_main:
+        _write_predictions(s, test_idx, test["probs"])
+        runs.plot_curves(state.history, s.run / "curves.png")
+        atomic_write_json(s.run / runs.RESULTS, results)
+        (s.run / runs.CHECKPOINT).unlink(missing_ok=True)
+    s.log.info("test accuracy %.4f, macro-F1 %.4f", test["accuracy"], test["macro_f1"])
+    return results
+
+
+def _write_predictions(s: Setup, indices, probs: np.ndarray) -> None:
+    names = s.data.label_names
+    lines = [json.dumps({"index": int(i), "label": names[int(s.data.labels[i])], "pred": names[int(p.argmax())],
+                         "probs": [round(float(x), 6) for x in p]}) for i, p in zip(indices, probs)]  # fmt: skip
+    atomic_write_bytes(s.run / runs.PREDICTIONS, ("\n".join(lines) + "\n").encode())
+
+
+def _peak_memory_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if torch.cuda.is_available():
+        peak = max(peak, torch.cuda.max_memory_allocated() / 2**20)
+    return peak
