@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,9 +50,11 @@ def _peak_memory_mb() -> float:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    # A reader (the report) never sees a half-written file: write beside it, then rename in one step.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    # A reader (the report) never sees a half-written file: write a unique name beside it, then rename in one step.
+    # (rnnlab.checkpoint has the same helper but imports torch, which the baseline must not.)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -90,15 +93,18 @@ def run_baseline(
     probs = _full_probs(probs, classifier.classes_, len(label_names))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [
-        json.dumps(
-            {"index": int(i), "label": label_names[y], "pred": label_names[p], "probs": [round(x, 6) for x in pr]}
-        )
-        for i, y, p, pr in zip(indices, y_test, preds, probs.tolist(), strict=True)
-    ]
-    _write_atomic(out_dir / "predictions.jsonl", "".join(line + "\n" for line in lines))
+    _write_atomic(out_dir / "predictions.jsonl", _predictions_jsonl(indices, y_test, preds, probs, label_names))
+    # results.json last: its presence is what marks the folder finished for the report.
     _write_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _predictions_jsonl(indices, labels, preds, probs: np.ndarray, label_names: Sequence[str]) -> str:
+    lines = [
+        json.dumps({"index": int(i), "label": label_names[y], "pred": label_names[p], "probs": [round(x, 6) for x in pr]})
+        for i, y, p, pr in zip(indices, labels, preds, probs.tolist(), strict=True)
+    ]
+    return "".join(line + "\n" for line in lines)
 
 
 def _full_probs(probs: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:

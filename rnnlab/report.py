@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -16,18 +17,13 @@ import pandas as pd
 
 from rnnlab.errors import UserError
 from rnnlab.report_charts import plot_accuracy, plot_confusions, plot_val_curves
+from rnnlab.report_text import PAIRING_NOTE, render_markdown, summary_paragraph
 from rnnlab.stats import mcnemar
 
-ALPHA = 0.05  # significance level used by the summary's "significantly worse" wording
 _RESULT_KEYS = (
     "test_accuracy", "test_macro_f1", "best_epoch", "train_seconds", "reviews_per_s", "peak_memory_mb",
     "params_trainable", "params_total", "confusion_matrix", "label_names", "split_hash",
 )  # fmt: skip
-PAIRING_NOTE = (
-    "p vs best: McNemar's test (exact binomial below 25 discordant pairs, else chi-square with continuity correction) "
-    "between the lowest-seed run of the best row and the lowest-seed run of each other row, on the same test split. "
-    "It compares two single runs, so read it next to the seed std."
-)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -88,10 +84,12 @@ def find_runs(grid_dir: Path, exclude: Path | None = None) -> tuple[list[dict], 
         except UserError as e:
             skipped.append(f"{shown}: unreadable ({e})")
             continue
-        is_run_config = (run_dir / "metrics.jsonl").exists() or (run_dir / "results.json").exists() or run["head"]
-        if run["finished"]:
+        looks_like_run = (run_dir / "metrics.jsonl").exists() or (run_dir / "results.json").exists() or run["head"]
+        if run["finished"] and run["test_accuracy"] is None:
+            skipped.append(f"{shown}: results.json says finished but has no test_accuracy")
+        elif run["finished"]:
             finished.append(run)
-        elif is_run_config:  # a config.json alone that is not a run's config (e.g. a grid spec) is not a run
+        elif looks_like_run:  # a config.json alone that is not a run's config (e.g. a grid spec) is not a run
             planned = run["epochs_planned"] if run["epochs_planned"] is not None else "?"
             skipped.append(f"{shown}: unfinished ({run['epochs_done']}/{planned} epochs)")
     return finished, skipped
@@ -102,8 +100,9 @@ def _mean(values: list) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def _std(values: list[float]) -> float:
+def _std(values: list) -> float:
     # Sample std (ddof=1) is the honest spread for a handful of seeds; one seed has no spread to report.
+    values = [v for v in values if v is not None]
     return float(np.std(values, ddof=1)) if len(values) >= 2 else 0.0
 
 
@@ -125,7 +124,7 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], dict[tuple, list[dict]]]:
             "name": _row_name(encoder, head, finetune), "encoder": encoder, "head": head, "finetune": finetune,
             "baseline": encoder == "tfidf", "n": len(members), "seeds": [r["seed"] for r in members],
             "accuracy_mean": float(np.mean(acc)), "accuracy_std": _std(acc),
-            "macro_f1_mean": float(np.mean(f1)), "macro_f1_std": _std(f1),
+            "macro_f1_mean": _mean(f1) or 0.0, "macro_f1_std": _std(f1),
             **{k: _mean([r[k] for r in members]) for k in ("params_trainable", "params_total", "train_seconds",
                                                            "reviews_per_s", "peak_memory_mb", "best_epoch")},
             "split_hashes": sorted({str(r["split_hash"]) for r in members}),
@@ -189,112 +188,13 @@ def _key(row: dict) -> tuple:
     return row["encoder"], row["head"], row["finetune"]
 
 
-def _points(x: float) -> str:
-    return f"{100 * x:.1f}"
-
-
-def summary_paragraph(rows: list[dict]) -> str:
-    """One paragraph from the numbers: best row, its margin to the baseline, significance, speed."""
-    if not rows:
-        return "No finished runs were found."
-    best, base = rows[0], next((r for r in rows if r["baseline"]), None)
-    parts = [
-        f"The best row is {best['name']} with test accuracy {_points(best['accuracy_mean'])}% "
-        f"± {_points(best['accuracy_std'])} (macro-F1 {_points(best['macro_f1_mean'])}%, n={best['n']})."
-    ]
-    if base is None:
-        parts.append("There is no TF-IDF baseline row to compare against.")
-    elif base is best:
-        runner = next((r for r in rows if not r["baseline"]), None)
-        if runner:
-            gap = _points(base["accuracy_mean"] - runner["accuracy_mean"])
-            parts.append(
-                f"No neural row beats the TF-IDF + logistic-regression baseline; the closest, "
-                f"{runner['name']}, falls {gap} points short of it."
-            )
-    else:
-        gap = _points(best["accuracy_mean"] - base["accuracy_mean"])
-        parts.append(
-            f"That is {gap} points above the TF-IDF + logistic-regression baseline ({_points(base['accuracy_mean'])}%)."
-        )
-    parts += _significance_sentences(rows)
-    timed = [r for r in rows if r["reviews_per_s"]]
-    if timed:
-        fast = max(timed, key=lambda r: r["reviews_per_s"])
-        parts.append(f"The fastest row at test time is {fast['name']} ({fast['reviews_per_s']:,.0f} reviews/s).")
-    return " ".join(parts)
-
-
-def _significance_sentences(rows: list[dict]) -> list[str]:
-    tested = [r for r in rows[1:] if r["p_value"] is not None]
-    # b > c: the best row's run was right where the other was wrong more often than the reverse.
-    worse = [
-        f"{r['name']} (p={r['p_value']:.3g})"
-        for r in tested
-        if r["p_value"] < ALPHA and r["mcnemar_b"] > r["mcnemar_c"]
-    ]
-    # Possible because rows are ranked by mean over seeds while the test pairs single runs.
-    reversed_ = [r["name"] for r in tested if r["p_value"] < ALPHA and r["mcnemar_b"] <= r["mcnemar_c"]]
-    same = [r["name"] for r in tested if r["p_value"] >= ALPHA]
-    untested = [r["name"] for r in rows[1:] if r["p_value"] is None]
-    sentences = []
-    if worse:
-        sentences.append(f"Significantly worse than the best (McNemar, p < {ALPHA}): {', '.join(worse)}.")
-    if same:
-        sentences.append(f"Not significantly different from the best: {', '.join(same)}.")
-    if reversed_:
-        sentences.append(
-            f"Lower on mean but significantly better on the paired lowest-seed runs: {', '.join(reversed_)}."
-        )
-    if untested:
-        sentences.append(f"Not tested: {', '.join(untested)}.")
-    return sentences
-
-
-def _fmt(value, spec: str = ".4f") -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def _fmt_count(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k" if value >= 1e3 else f"{value:.0f}"
-
-
-TABLE_HEADER = (
-    "#", "model", "n", "accuracy", "macro-F1", "p vs best", "params trainable / total", "train s", "reviews/s",
-    "peak MB", "best epoch",
-)  # fmt: skip
-
-
-def _table_cells(i: int, r: dict) -> list[str]:
-    name = f"**{r['name']}** (baseline)" if r["baseline"] else r["name"]
-    p = "(best)" if i == 1 else _fmt(r["p_value"], ".3g") if r["p_value"] is not None else f"– ({r['test_note']})"
-    return [
-        str(i), name, str(r["n"]),
-        f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}", f"{r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f}",
-        p, f"{_fmt_count(r['params_trainable'])} / {_fmt_count(r['params_total'])}", _fmt(r["train_seconds"], ".1f"),
-        _fmt(r["reviews_per_s"], ",.0f"), _fmt(r["peak_memory_mb"], ",.0f"), _fmt(r["best_epoch"], ".1f"),
-    ]  # fmt: skip
-
-
-def markdown_table(rows: list[dict]) -> str:
-    lines = [TABLE_HEADER, ["---"] * len(TABLE_HEADER)] + [_table_cells(i, r) for i, r in enumerate(rows, 1)]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
-
-
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)  # a reader never sees a half-written report
-
-
-def _markdown(report: dict) -> str:
-    loud = [f"> **WARNING:** {w}" for w in report["warnings"]]
-    notes = [PAIRING_NOTE, "± is the sample std over seeds (ddof=1); 0 when n=1. Other columns are means over seeds."]
-    notes += [f"Skipped {s}" for s in report["skipped"]]
-    body = ["# Results", *loud, "", report["summary"], "", markdown_table(report["rows"]), "", "## Notes", ""]
-    return "\n".join(body + [f"- {n}" for n in notes]) + "\n"
+    # A unique temporary name beside the target, then one rename: readers never see a half-written report,
+    # and two reports of the same grid written at once cannot clobber each other's temporary file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def build_report(grid_dir: Path, out_dir: Path | None = None) -> dict:
@@ -312,7 +212,7 @@ def build_report(grid_dir: Path, out_dir: Path | None = None) -> dict:
     table = pd.DataFrame(rows).drop(columns=["split_hashes"], errors="ignore")
     _write_atomic(out_dir / "results.csv", table.to_csv(index=False))
     _write_atomic(out_dir / "results.json", json.dumps(report, indent=2) + "\n")
-    _write_atomic(out_dir / "results.md", _markdown(report))
+    _write_atomic(out_dir / "results.md", render_markdown(report))
     charts = [plot_accuracy(rows, out_dir / "accuracy.png")]
     charts += plot_val_curves(rows, groups, out_dir)
     charts.append(plot_confusions(rows, groups, out_dir / "confusion.png"))

@@ -95,7 +95,7 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
         runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
     dist.barrier()
     log = runs.open_log(run if dist.is_main else None)
-    data = prepare(cfg.dataset)
+    data = prepare(cfg.dataset).compact()
     _record_split(run, data, dist, resume)
     set_seed(cfg.train.seed)
     encoder = build_encoder(cfg.encoder, cfg.dataset, [data.texts[i] for i in data.split["train"]])
@@ -130,10 +130,11 @@ def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> None:
 
 def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist) -> Inputs:
     """Token ids for a trainable encoder; for a frozen transformer, its cached token vectors."""
+    from rnnlab.encoders.transformer import TransformerEncoder
     from rnnlab.features import default_cache_dir, encode_cached
 
     token_ids = encoder.tokenize(data.texts)
-    if not getattr(encoder, "cacheable", False):
+    if encoder.trainable or not isinstance(encoder, TransformerEncoder):  # word-vector lookups are cheaper than a cache
         return Inputs(token_ids, encoder.pad_id)
     cache = Path(cfg.encoder.cache_dir) if cfg.encoder.cache_dir else default_cache_dir()
     store = encode_cached(
@@ -303,7 +304,7 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
 
 def _write_predictions(s: Setup, indices, probs: np.ndarray) -> None:
     names = s.data.label_names
-    lines = [json.dumps({"index": int(i), "label": names[int(s.data.labels[i])], "pred": names[int(p.argmax())],
+    lines = [json.dumps({"index": int(s.data.dataset_ids(i)), "label": names[int(s.data.labels[i])], "pred": names[int(p.argmax())],
                          "probs": [round(float(x), 6) for x in p]}) for i, p in zip(indices, probs)]  # fmt: skip
     atomic_write_bytes(s.run / runs.PREDICTIONS, ("\n".join(lines) + "\n").encode())
 

@@ -92,9 +92,12 @@ def test_markdown_order_summary_and_skipped_runs(grid):
     md = (grid / "report" / "results.md").read_text()
     summary_at, table_at, notes_at = md.index("The best row is"), md.index("| # |"), md.index("## Notes")
     assert summary_at < table_at < notes_at
-    assert "minilm + bilstm" in report["summary"] and "12.5 points above the TF-IDF" in report["summary"]
+    assert (
+        "minilm + bilstm with test accuracy 92.5% ± 3.5 points" in report["summary"]
+        and "12.5 points above the TF-IDF" in report["summary"]
+    )
     assert "Significantly worse than the best" in report["summary"] and "minilm + lstm (p=0.00195)" in md
-    assert "fastest row at test time is minilm + bilstm" in report["summary"]
+    assert "highest throughput is minilm + bilstm" in report["summary"]
     assert "rnn" not in {r["head"] for r in report["rows"]}
     assert len(report["skipped"]) == 2 and all("unfinished" in s for s in report["skipped"])
     assert "- Skipped minilm-rnn/seed1: unfinished (2/3 epochs)" in md
@@ -148,3 +151,18 @@ def test_report_modules_do_not_import_torch():
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_corrupt_results_is_skipped_not_fatal(grid):
+    (grid / "minilm-gru" / "seed1" / "results.json").write_text('{"finished": tr')
+    report = build_report(grid)
+    assert _rows(report)["gru"]["n"] == 1
+    assert any(s.startswith("minilm-gru/seed1: unreadable") for s in report["skipped"])
+
+
+def test_summary_when_the_baseline_wins(tmp_path):
+    _write_run(tmp_path / "baseline", "tfidf", "logreg", 0, 2, with_config=False)
+    _write_run(tmp_path / "lstm", "minilm", "lstm", 0, 6)
+    summary = build_report(tmp_path)["summary"]
+    assert summary.startswith("The best row is tfidf + logreg")
+    assert "the closest, minilm + lstm, falls 10.0 points short of it" in summary

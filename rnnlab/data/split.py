@@ -34,6 +34,20 @@ class Prepared:
     """"train", "val", "test" -> sorted int64 indices into `texts`."""
     source: str = ""
     """The dataset (`DataConfig.data`) the texts came from."""
+    ids: np.ndarray | None = None
+    """Dataset ids of `texts` after `compact()`; None while texts are the whole deduplicated dataset."""
+
+    def dataset_ids(self, indices: np.ndarray) -> np.ndarray:
+        """Ids in the deduplicated dataset: what manifests and prediction files name, compacted or not."""
+        return np.asarray(indices) if self.ids is None else self.ids[indices]
+
+    def compact(self) -> Prepared:
+        """Only the texts that some split uses, renumbered, so a --fraction run tokenizes and encodes no more."""
+        used = np.unique(np.concatenate([self.split[name] for name in SPLITS]))
+        position = np.full(len(self.texts), -1, dtype=np.int64)
+        position[used] = np.arange(len(used))
+        return Prepared([self.texts[i] for i in used], self.labels[used], self.label_names,
+                        {name: position[self.split[name]] for name in SPLITS}, self.source, self.dataset_ids(used))  # fmt: skip
 
     def manifest(self) -> dict[str, Any]:
         """A JSON-serialisable record of the split, with a hash that changes if any text, label or index does."""
@@ -42,7 +56,7 @@ class Prepared:
             "label_names": list(self.label_names),
             "sizes": {name: len(self.split[name]) for name in SPLITS},
             "hash": split_hash(self),
-            **{name: self.split[name].tolist() for name in SPLITS},
+            **{name: self.dataset_ids(self.split[name]).tolist() for name in SPLITS},
         }
 
 
@@ -51,9 +65,9 @@ def split_hash(prepared: Prepared) -> str:
     digest = hashlib.sha256(json.dumps(prepared.label_names).encode())
     for name in SPLITS:
         digest.update(f"\n{name}\n".encode())
-        for i in prepared.split[name].tolist():
+        for i, dataset_id in zip(prepared.split[name].tolist(), prepared.dataset_ids(prepared.split[name]).tolist()):
             text = prepared.texts[i].encode()
-            digest.update(f"{i}\t{prepared.label_names[prepared.labels[i]]}\t{len(text)}\t".encode())
+            digest.update(f"{dataset_id}\t{prepared.label_names[prepared.labels[i]]}\t{len(text)}\t".encode())
             digest.update(text)
     return digest.hexdigest()
 

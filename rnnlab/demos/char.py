@@ -39,7 +39,8 @@ def run(cfg: CharConfig) -> dict:
     model = CharModel(cfg, len(vocab))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = nn.CrossEntropyLoss()
-    print(f"vocabulary {''.join(vocab)}  {cfg.cell} ({cfg.impl})  {'faithful: no output layer' if cfg.faithful else ''}")
+    model_note = "no output layer (faithful)" if cfg.faithful else f"hidden {cfg.hidden_size} + linear output layer"
+    print(f"vocabulary {''.join(vocab)}  cell {cfg.cell} ({cfg.impl}), {model_note}")
 
     predictions, losses, first_correct = [], [], None
     for epoch in range(1, cfg.epochs + 1):

@@ -55,20 +55,27 @@ class GradientsConfig:
 
     out_dir: str = "runs/gradients"
     """Folder for the PNG plots and gradients.md."""
-    length: int = 60
+    length: int = 50
     """Sequence length of the memory task; the label is decided by the first step only."""
     seed: int = 0
     """Seed of data and initial weights."""
-    hidden_size: int = 24
+    hidden_size: int = 32
     """Hidden units of every cell."""
-    steps: int = 120
-    """Training steps on the memory task per cell."""
+    steps: int = 400
+    """Adam steps on the memory task, per cell."""
     batch_size: int = 32
     """Sequences per training step."""
-    lr: float = 0.01
+    lr: float = 0.003
     """Adam learning rate on the memory task."""
+    gate_bias: float = 1.0
+    """Added at init to the LSTM forget-gate and GRU update-gate biases (b_ih and b_hh), so that the gates start
+    out keeping the state; 0 keeps torch's init, where they keep about half of it per step."""
+    explode_gain: float = 1.7
+    """Gain of the orthogonal recurrent weights of the ReLU RNN whose gradients explode."""
     explode_steps: int = 60
     """SGD steps of the exploding ReLU RNN, once with and once without clipping."""
+    explode_lr: float = 0.05
+    """SGD learning rate of the exploding ReLU RNN."""
     clip_norm: float = 1.0
     """Max gradient norm of the clipped run."""
 

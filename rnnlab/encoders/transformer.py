@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from tokenizers import Tokenizer
@@ -93,7 +96,7 @@ def _load_pretrained(source: str, name: str) -> tuple[Any, torch.nn.Module, Path
             raise UserError(f"encoder folder {source} cannot be loaded: {_one_line(e)}") from None
         if _looks_like_path(source):
             raise UserError(f"encoder folder {source} not found") from None
-        if not hf_offline():
+        if not hf_offline() and _hub_reachable():
             try:
                 return load(local_only=False)
             except (OSError, ValueError):
@@ -102,6 +105,19 @@ def _load_pretrained(source: str, name: str) -> tuple[Any, torch.nn.Module, Path
         f"encoder {name!r} is not available offline: download it once with `huggingface-cli download {name}`"
         " (or set HF_HOME), or pass a local folder"
     ) from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick connection attempt: without it, huggingface_hub retries for about a minute when offline."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return True  # a direct connection says nothing about the proxy: let huggingface_hub try
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def _looks_like_path(name: str) -> bool:

@@ -23,9 +23,7 @@ TOKENIZER_FILE = "tokenizer.json"
 
 # Close to the Stanford tokenizer GloVe 6B was built with: "don't" → "do" "n't", clitics split off,
 # abbreviations ("u.s.") and numbers ("1,000", "3.5") kept whole, other punctuation one token each.
-_WORD = re.compile(
-    r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|m|d)\b|(?:[^\W\d_]\.){2,}|\d+(?:[.,]\d+)+|\w+(?:-\w+)*|\.\.\.|--|\S"
-)
+_WORD = re.compile(r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|m|d)\b|(?:[^\W\d_]\.){2,}|\d+(?:[.,]\d+)+|\w+(?:-\w+)*|\.\.\.|--|\S")
 
 
 class WordVectorEncoder(Encoder):
@@ -138,9 +136,7 @@ class ScratchEncoder(Encoder):
         self.embedding = nn.Embedding(tokenizer.get_vocab_size(), embedding_dim, padding_idx=PAD)
 
     @classmethod
-    def train_on(
-        cls, texts: list[str], vocab_size: int, embedding_dim: int, max_length: int, truncation: str
-    ) -> ScratchEncoder:
+    def train_on(cls, texts: list[str], vocab_size: int, embedding_dim: int, max_length: int, truncation: str) -> ScratchEncoder:
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
