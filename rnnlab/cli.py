@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tyro
 
@@ -58,7 +58,22 @@ class PredictArgs:
     batch_size: int = 64
     """Texts per forward pass."""
     device: str = "auto"
-    """Device to run on."""
+    """Device to run on (torch engine)."""
+    engine: Literal["torch", "onnx"] = "torch"
+    """`onnx` runs the graph written by `rnnlab export` under onnxruntime."""
+    quantize: bool = False
+    """With --engine onnx: use the int8 dynamically quantized graph."""
+
+
+@dataclass
+class ExportArgs:
+    """Export a finished run (encoder + head + classifier) as one ONNX graph, optionally int8-quantized."""
+
+    run: Positional[str]
+    format: Literal["onnx"] = "onnx"
+    """Export format."""
+    quantize: bool = False
+    """Also write an int8 dynamically quantized graph (model.int8.onnx)."""
 
 
 @dataclass
@@ -105,9 +120,14 @@ def _evaluate(args: EvaluateArgs) -> None:
 
 
 def _predict(args: PredictArgs) -> None:
-    import rnnlab
+    if args.engine == "onnx":
+        from rnnlab.export import OnnxPredictor
 
-    predictor = rnnlab.load(args.run, device=args.device)
+        predictor = OnnxPredictor(Path(args.run), quantized=args.quantize)
+    else:
+        import rnnlab
+
+        predictor = rnnlab.load(args.run, device=args.device)
     predictor.batch_size = args.batch_size
     for row in predictor.stream(_texts(args)):
         if args.jsonl:
@@ -136,6 +156,12 @@ def _compare(args: CompareArgs) -> None:
         print(f"report: {Path(args.grid) / 'report' / 'results.md'}")
 
 
+def _export(args: ExportArgs) -> None:
+    from rnnlab.export import export_onnx
+
+    print(f"wrote {export_onnx(Path(args.run), quantize=args.quantize)}")
+
+
 def _report(args: ReportArgs) -> None:
     from rnnlab.report import build_report
 
@@ -149,6 +175,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "train": (TrainArgs, _train),
     "evaluate": (EvaluateArgs, _evaluate),
     "predict": (PredictArgs, _predict),
+    "export": (ExportArgs, _export),
     "compare": (CompareArgs, _compare),
     "report": (ReportArgs, _report),
 }

@@ -37,16 +37,42 @@ def export_onnx(run: Path, quantize: bool = False, opset: int = 17) -> Path:
     samples = ["An example review that is long enough to have a few tokens in it.", "Short one."]
     ids, mask = _batch(predictor, samples)
     path = run / ONNX_NAME
-    with torch.no_grad():
-        torch.onnx.export(graph, (ids, mask), str(path), input_names=["ids", "mask"], output_names=["logits"],
-                          dynamic_axes={"ids": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"},
-                                        "logits": {0: "batch"}}, opset_version=opset, dynamo=False)  # fmt: skip
+    _export(graph, (ids, mask), path, predictor.model.head, opset)
+    _check(predictor, path, ["A second, different review to check the graph on a new shape.", "Fine.", "Not good at all."])
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantize_dynamic(str(path), str(run / INT8_NAME), weight_type=QuantType.QInt8)
         return run / INT8_NAME
     return path
+
+
+def _export(graph: torch.nn.Module, example: tuple, path: Path, head: torch.nn.Module, opset: int) -> None:
+    """The TorchScript exporter keeps LSTM time axes dynamic; the transformer layer needs the dynamo exporter."""
+    from rnnlab.heads.attention import TransformerHead
+
+    names = {"input_names": ["ids", "mask"], "output_names": ["logits"]}
+    with torch.no_grad():
+        if isinstance(head, TransformerHead):
+            dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("time")}
+            torch.onnx.export(graph, example, str(path), **names, dynamic_shapes=(dims, dims), dynamo=True)
+        else:
+            axes = {"ids": {0: "batch", 1: "time"}, "mask": {0: "batch", 1: "time"}, "logits": {0: "batch"}}
+            torch.onnx.export(graph, example, str(path), **names, dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+
+def _check(predictor, path: Path, texts: list[str]) -> None:
+    """The graph must agree with PyTorch on inputs of another shape than the export example."""
+    import onnxruntime as ort
+
+    ids, mask = _batch(predictor, texts)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_logits,) = session.run(None, {"ids": ids.numpy(), "mask": mask.numpy()})
+    with torch.no_grad():
+        torch_logits = predictor.model(ids, mask.bool()).numpy()
+    gap = float(np.abs(onnx_logits - torch_logits).max())
+    if gap > 1e-3:
+        raise RuntimeError(f"exported graph {path} differs from PyTorch by {gap:.2e}")
 
 
 def _batch(predictor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

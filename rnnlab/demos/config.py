@@ -68,8 +68,7 @@ class GradientsConfig:
     lr: float = 0.003
     """Adam learning rate on the memory task."""
     gate_bias: float = 1.0
-    """Added at init to the LSTM forget-gate and GRU update-gate biases (b_ih and b_hh), so that the gates start
-    out keeping the state; 0 keeps torch's init, where they keep about half of it per step."""
+    """Added at init to LSTM forget- and GRU update-gate biases (start by keeping the state); 0 = torch's init."""
     explode_gain: float = 1.7
     """Gain of the orthogonal recurrent weights of the ReLU RNN whose gradients explode."""
     explode_steps: int = 60

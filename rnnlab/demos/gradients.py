@@ -87,7 +87,7 @@ def study_memory(cfg: GradientsConfig) -> dict:
         trained = gradient_profile(model, x_eval, y_eval)
         results[kind] = {"init": init, "trained": trained, "accuracy": accuracy}
         print(f"{kind:12s} dL/dx_0 / dL/dx_T-1  init {_ratio(init):.1e}  trained {_ratio(trained):.1e}  acc {accuracy:.2f}")
-    for kind in ("gru", "lstm"):  # the same cells with torch's own init, for comparison
+    for kind in ("gru", "lstm") if cfg.gate_bias else ():  # the same cells with torch's own init, for comparison
         torch.manual_seed(cfg.seed)
         init = gradient_profile(LastStepClassifier(kind, cfg.hidden_size), x_eval, y_eval)
         results[f"{kind}_torch_init"] = {"init": init}
