@@ -129,7 +129,14 @@ def _predict(args: PredictArgs) -> None:
 
         predictor = rnnlab.load(args.run, device=args.device)
     predictor.batch_size = args.batch_size
-    for row in predictor.stream(_texts(args)):
+    rows = predictor.stream(_texts(args))
+    if args.file not in (None, "-"):  # a progress bar on stderr (a terminal only), so stdout stays the labels
+        from tqdm.auto import tqdm
+
+        with Path(args.file).open("rb") as f:
+            total = sum(1 for line in f if line.strip())
+        rows = tqdm(rows, total=total, unit="text", desc="predicting", disable=None, file=sys.stderr)
+    for row in rows:
         if args.jsonl:
             print(json.dumps(row))
         else:
@@ -191,6 +198,7 @@ def _demo_commands() -> dict[str, tuple[type, Callable[[Any], None]]]:
         "char": (demo_config.CharConfig, runner("char")),
         "memory": (demo_config.MemoryConfig, runner("memory")),
         "gradients": (demo_config.GradientsConfig, runner("gradients")),
+        "gates": (demo_config.GatesConfig, runner("gates")),
     }
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlab.data.batching import collate
+from rnnlab.data.batching import collate, shard
 from rnnlab.distributed import Dist
 
 
@@ -68,7 +68,7 @@ def train_steps(
     model: nn.Module,
     inputs: Inputs,
     labels: torch.Tensor,
-    batches: Iterator[tuple[int, list[int], int]],
+    batches: Iterator[tuple[int, list[int]]],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     prec: Precision,
@@ -76,16 +76,21 @@ def train_steps(
     clip_norm: float | None,
     after_step: Callable[[int, float, int], bool],
 ) -> None:
-    """Run optimizer steps over (position, local indices, global batch size) until `after_step` says stop.
+    """Run optimizer steps over (position, global batch) until `after_step(position, local loss, local n)` says stop.
 
-    The loss is the local sum divided by the global batch size, times world size because DDP
-    averages gradients over ranks: the step then equals one process on the whole batch.
+    Each rank takes its shard of the global batch. The loss is the local sum divided by the global batch
+    size, times world size because DDP averages gradients over ranks: the step then equals one process
+    on the whole batch.
     """
     scaler = torch.amp.GradScaler(enabled=prec.dtype == torch.float16)
     model.train()
-    for position, idx, global_size in batches:
-        loss_sum = batch_loss(model, inputs, idx, labels, prec)
-        scaler.scale(loss_sum * dist.world_size / global_size).backward()
+    for position, batch in batches:
+        idx = shard(batch, dist.rank, dist.world_size)
+        # A batch smaller than the world leaves some ranks without items; DDP still needs every rank's
+        # backward, so such a rank runs one stand-in item whose loss counts zero.
+        weight = dist.world_size / len(batch) if idx else 0.0
+        loss_sum = batch_loss(model, inputs, idx or batch[:1], labels, prec)
+        scaler.scale(loss_sum * weight).backward()
         if clip_norm:
             scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
@@ -93,7 +98,7 @@ def train_steps(
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        if after_step(position, loss_sum.item(), len(idx)):
+        if after_step(position, loss_sum.item() if idx else 0.0, len(idx)):
             break
 
 

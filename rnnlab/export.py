@@ -2,6 +2,8 @@
 
 Tokenization stays in Python (fast tokenizers); the graph maps ids [B, T] + mask [B, T] to logits [B, C].
 Recurrent heads use their masked path, so the graph has no PackedSequence and takes any B and T.
+A run trained with `impl=scratch` cells (a Python loop over time, which tracing would unroll for one T)
+is exported with torch's fused cells instead: the parameter names are the same, so its weights load as they are.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def export_onnx(run: Path, quantize: bool = False, opset: int = 17) -> Path:
     from rnnlab.predict import Predictor
 
     predictor = Predictor.load(run, device="cpu", bf16=False)
-    graph = _Graph(predictor.model.float().eval())
+    predictor.model = _with_fused_cells(predictor.model, run)
+    # eval() on the wrapper too: the exporter restores the wrapper's mode afterwards, recursively, and a
+    # wrapper left in training mode would switch dropout on for the check below.
+    graph = _Graph(predictor.model.float()).eval()
     samples = ["An example review that is long enough to have a few tokens in it.", "Short one."]
     ids, mask = _batch(predictor, samples)
     path = run / ONNX_NAME
@@ -45,6 +50,22 @@ def export_onnx(run: Path, quantize: bool = False, opset: int = 17) -> Path:
         quantize_dynamic(str(path), str(run / INT8_NAME), weight_type=QuantType.QInt8)
         return run / INT8_NAME
     return path
+
+
+def _with_fused_cells(model: torch.nn.Module, run: Path) -> torch.nn.Module:
+    """The same classifier with impl=torch recurrent cells, for a run trained with impl=scratch."""
+    import dataclasses
+
+    from rnnlab import runs
+    from rnnlab.heads import build_head
+
+    cfg = runs.read_config(run)
+    if cfg.model.impl != "scratch":
+        return model
+    head = build_head(dataclasses.replace(cfg.model, impl="torch"), model.encoder.dim)
+    head.load_state_dict(model.head.state_dict())  # strict: the names must match one to one
+    model.head = head.eval()
+    return model
 
 
 def _export(graph: torch.nn.Module, example: tuple, path: Path, head: torch.nn.Module, opset: int) -> None:

@@ -18,6 +18,7 @@ from rnnlab.errors import UserError
 
 CONFIG, SPLIT, LABELS, METRICS, RESULTS = "config.json", "split.json", "labels.json", "metrics.jsonl", "results.json"
 WEIGHTS, CHECKPOINT, PREDICTIONS, LOG = "model.safetensors", "checkpoint.safetensors", "predictions.jsonl", "log.txt"
+CURVES = "curves.png"
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -32,14 +33,28 @@ def is_finished(path: Path) -> bool:
         return False
 
 
-def claim(path: Path, overwrite: bool, resume: bool) -> None:
-    """Decide whether a run may start in `path`; refuse to clobber finished or resumable work."""
+def check_claim(path: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to clobber finished or resumable work, or to resume what cannot be; changes nothing on disk.
+
+    Called before any data is read, so a refused run costs nothing and leaves no trace.
+    """
+    if resume:
+        if is_finished(path):
+            raise UserError(f"{path}: the run has already finished; nothing to resume (see {path / RESULTS})")
+        if not (path / CHECKPOINT).is_file():
+            raise UserError(f"{path}: nothing to resume (no {CHECKPOINT}); start a new run instead")
+        return
     if is_finished(path) and not overwrite:
         raise UserError(f"{path} holds a finished run: pass --overwrite to replace it, or choose another --run-dir")
-    if (path / CHECKPOINT).exists() and not (resume or overwrite):
+    if (path / CHECKPOINT).exists() and not overwrite:
         raise UserError(f"{path} holds an unfinished run: continue it with `rnnlab train --resume {path}`, or pass --overwrite")
-    if overwrite and not resume:
-        for name in (RESULTS, CHECKPOINT, WEIGHTS, METRICS, PREDICTIONS):
+
+
+def claim(path: Path, overwrite: bool, resume: bool) -> None:
+    """Take `path` for this run (rank 0 only), once its input has been read and its encoder built."""
+    check_claim(path, overwrite, resume)
+    if not resume:  # a new run starts clean: drop what a replaced run, or an earlier failed attempt, left behind
+        for name in (RESULTS, CHECKPOINT, WEIGHTS, METRICS, PREDICTIONS, LOG, CURVES):
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
 

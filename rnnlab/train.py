@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import resource
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from rnnlab.checkpoint import (
     unflatten_optimizer,
 )
 from rnnlab.config import RunConfig
-from rnnlab.data.batching import LengthBucketSampler, shard
+from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.split import Prepared, prepare
 from rnnlab.distributed import Dist, init_distributed, shutdown
 from rnnlab.engine import Inputs, Precision, autocast_dtype, evaluate, resolve_device, train_steps
@@ -87,20 +89,14 @@ def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Setup:
-    from rnnlab.encoders import build_encoder
-
     run = _run_dir(cfg, dist)
-    if dist.is_main:
-        runs.claim(run, cfg.overwrite, resume)
-        runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
-    dist.barrier()
-    log = runs.open_log(run if dist.is_main else None)
+    runs.check_claim(run, cfg.overwrite, resume)  # before reading any data: a refused run costs nothing
+    # Data and encoder come before the run folder is claimed, so bad input leaves no folder behind.
     data = prepare(cfg.dataset).compact()
-    _record_split(run, data, dist, resume)
     set_seed(cfg.train.seed)
-    encoder = build_encoder(cfg.encoder, cfg.dataset, [data.texts[i] for i in data.split["train"]])
-    if dist.is_main:
-        encoder.save(run)
+    encoder = _encoder(cfg, run, data, dist, resume)
+    log = runs.open_log(run if dist.is_main else None)
+    _record_split(run, data, dist, resume)
     prec = Precision(device, autocast_dtype(device, cfg.train.bf16))
     inputs = _inputs(cfg, encoder, data, prec, dist)
     model = build_model(cfg, encoder, len(data.label_names)).to(device)
@@ -108,6 +104,24 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     log.info("run %s: %s, %d/%d trainable parameters, precision %s", run, cfg.to_dict(), trainable, total, prec.dtype)
     labels = torch.as_tensor(data.labels, dtype=torch.long)
     return Setup(cfg, run, dist, prec, data, inputs, labels, model, log)
+
+
+def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool):
+    """Rank 0 builds the encoder (or reloads the run's when resuming), claims the folder and saves it there;
+    the other ranks then load rank 0's copy. A scratch vocabulary trained twice on the same texts can
+    differ (huggingface/tokenizers#1794), so it is trained once per run and never again."""
+    from rnnlab.encoders import build_encoder, load_encoder
+
+    encoder = None
+    if dist.is_main:
+        train_texts = [data.texts[i] for i in data.split["train"]]
+        encoder = load_encoder(run) if resume else build_encoder(cfg.encoder, cfg.dataset, train_texts)
+        runs.claim(run, cfg.overwrite, resume)
+        if not resume:
+            runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
+            encoder.save(run)
+    dist.barrier()
+    return encoder if encoder is not None else load_encoder(run)
 
 
 def _run_dir(cfg: RunConfig, dist: Dist) -> Path:
@@ -171,7 +185,9 @@ def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float)
 
 def _train(s: Setup, resume: bool) -> TrainState:
     cfg, train_idx = s.cfg.train, s.data.split["train"]
-    sampler = LengthBucketSampler(s.inputs.lengths[train_idx], cfg.batch_size, True, cfg.seed, s.dist.world_size)
+    # The batches must not depend on the world size: N processes then take exactly the steps one process
+    # takes, and a checkpoint's position names the same batches whatever the world size on resume.
+    sampler = LengthBucketSampler(s.inputs.lengths[train_idx], cfg.batch_size, True, cfg.seed)
     steps_per_epoch = len(sampler.batches(0))
     ddp = _wrap(s.model, s.dist)
     optimizer = _optimizer(s.cfg, s.model)
@@ -188,7 +204,7 @@ def _train(s: Setup, resume: bool) -> TrainState:
 
 def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optimizer, scheduler) -> None:
     """Train from `state.position` to the end of the epoch, checkpointing every `checkpoint_every` steps."""
-    cfg, rank, world = s.cfg.train, s.dist.rank, s.dist.world_size
+    cfg = s.cfg.train
     bar = tqdm(total=len(batches), initial=state.position, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                disable=not (cfg.progress and s.dist.is_main), leave=False)  # fmt: skip
     clock = time.perf_counter()
@@ -204,11 +220,18 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
         if state.step % cfg.checkpoint_every == 0:
             _save_checkpoint(s, state, optimizer, scheduler)
             clock = time.perf_counter()  # checkpoint I/O is not training time
+        _test_kill_hook(state.step)
         return cfg.max_steps is not None and state.step >= cfg.max_steps
 
-    work = ((p, shard(batches[p], rank, world), len(batches[p])) for p in range(state.position, len(batches)))
+    work = ((p, batches[p]) for p in range(state.position, len(batches)))
     train_steps(ddp, s.inputs, s.labels, work, optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, after_step)
     bar.close()
+
+
+def _test_kill_hook(step: int) -> None:
+    """For tests/test_resume.py only: RNNLAB_TEST_KILL_AT_STEP=k kills this process (SIGKILL) right after step k."""
+    if os.environ.get("RNNLAB_TEST_KILL_AT_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _wrap(model: TextClassifier, dist: Dist) -> torch.nn.Module:
@@ -280,6 +303,7 @@ def _load_model(model: TextClassifier, weights: dict[str, torch.Tensor], path: P
 
 def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
     """Evaluate the test set once, on the best validation checkpoint, and write the results."""
+    s.dist.barrier()  # rank 0 may still be writing the best weights of the last epoch
     weights, _ = load_tensors(s.run / runs.WEIGHTS)
     _load_model(s.model, weights, s.run / runs.WEIGHTS)
     test_idx = s.data.split["test"]
@@ -295,7 +319,7 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
                "seed": s.cfg.train.seed, "split_hash": s.data.manifest()["hash"]}  # fmt: skip
     if s.dist.is_main:
         _write_predictions(s, test_idx, test["probs"])
-        runs.plot_curves(state.history, s.run / "curves.png")
+        runs.plot_curves(state.history, s.run / runs.CURVES)
         atomic_write_json(s.run / runs.RESULTS, results)
         (s.run / runs.CHECKPOINT).unlink(missing_ok=True)
     s.log.info("test accuracy %.4f, macro-F1 %.4f", test["accuracy"], test["macro_f1"])
@@ -304,8 +328,9 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
 
 def _write_predictions(s: Setup, indices, probs: np.ndarray) -> None:
     names = s.data.label_names
-    lines = [json.dumps({"index": int(s.data.dataset_ids(i)), "label": names[int(s.data.labels[i])], "pred": names[int(p.argmax())],
-                         "probs": [round(float(x), 6) for x in p]}) for i, p in zip(indices, probs)]  # fmt: skip
+    lines = [json.dumps({"index": int(s.data.dataset_ids(i)), "label": names[int(s.data.labels[i])],
+                         "pred": names[int(p.argmax())], "probs": [round(float(x), 6) for x in p]})
+             for i, p in zip(indices, probs)]  # fmt: skip
     atomic_write_bytes(s.run / runs.PREDICTIONS, ("\n".join(lines) + "\n").encode())
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tyro.conf import Positional
+
 from rnnlab.errors import UserError
 
 
@@ -81,3 +83,17 @@ class GradientsConfig:
     def __post_init__(self) -> None:
         if self.length < 2 or self.hidden_size < 1 or self.steps < 0 or self.batch_size < 1 or self.explode_steps < 1:
             raise UserError("--length must be at least 2; --hidden-size, --batch-size and --explode-steps positive")
+
+
+@dataclass
+class GatesConfig:
+    """Plot an LSTM's input, forget and output gates (or a GRU's update and reset gates) over a real review."""
+
+    run: Positional[str]
+    """Finished run folder whose head is lstm, bilstm, gru or bigru."""
+    text: Positional[str]
+    """The text to trace."""
+    out: str = "gates.png"
+    """PNG to write."""
+    units: int = 32
+    """Hidden units shown in the heat maps."""

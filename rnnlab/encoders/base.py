@@ -38,6 +38,10 @@ class Encoder(nn.Module):
         """ids `[B, T]` long, mask `[B, T]` bool → `[B, T, D]` float."""
         raise NotImplementedError
 
+    def token_strings(self, ids: list[int]) -> list[str]:
+        """The tokens behind `ids`, for plots that label time steps."""
+        raise NotImplementedError
+
     def spec(self) -> dict[str, Any]:
         """JSON description from which `load_encoder` rebuilds this encoder."""
         raise NotImplementedError

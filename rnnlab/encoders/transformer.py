@@ -58,6 +58,9 @@ class TransformerEncoder(Encoder):
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
             return self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [B, T, D]
 
+    def token_strings(self, ids: list[int]) -> list[str]:
+        return [self.backend.id_to_token(i) or "?" for i in ids]
+
     def spec(self) -> dict[str, Any]:
         local = Path(self.name).exists()
         return {

@@ -51,6 +51,10 @@ class WordVectorEncoder(Encoder):
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return [self._ids(text) for text in texts]
 
+    def token_strings(self, ids: list[int]) -> list[str]:
+        words = {i: w for w, i in self.vocab.items()}
+        return [{PAD: "[PAD]", UNK: "[UNK]"}.get(i) or words.get(i, "?") for i in ids]
+
     def _ids(self, text: str) -> list[int]:
         vocab = self.vocab
         if self.lowercase:
@@ -152,6 +156,10 @@ class ScratchEncoder(Encoder):
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         return [truncate(e.ids, self.max_length, self.truncation) or [UNK] for e in encodings]
+
+
+    def token_strings(self, ids: list[int]) -> list[str]:
+        return [self.tokenizer.id_to_token(i) or "?" for i in ids]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.embedding(ids)  # [B, T, D]
