@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -108,7 +109,8 @@ def _train(args: TrainArgs) -> None:
 
     cfg = runs.read_config(Path(args.resume)) if args.resume else args.run
     results = fit(cfg, resume=args.resume is not None)
-    print(f"test accuracy {results['test_accuracy']:.4f}  macro-F1 {results['test_macro_f1']:.4f}  "
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns the same results
+        print(f"test accuracy {results['test_accuracy']:.4f}  macro-F1 {results['test_macro_f1']:.4f}  "
           f"(best epoch {results['best_epoch']}, val accuracy {results['best_val_accuracy']:.4f})")  # fmt: skip
 
 

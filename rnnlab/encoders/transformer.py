@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -89,7 +91,8 @@ def _load_pretrained(source: str, name: str) -> tuple[Any, torch.nn.Module, Path
     def load(local_only: bool) -> tuple[Any, torch.nn.Module, Path]:
         kwargs = {"local_files_only": local_only, "trust_remote_code": False}
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModel.from_pretrained(source, dtype=torch.float32, **kwargs)
+        with _no_loading_bar():
+            model = AutoModel.from_pretrained(source, dtype=torch.float32, **kwargs)
         return tokenizer, model, _model_folder(source)
 
     try:
@@ -108,6 +111,21 @@ def _load_pretrained(source: str, name: str) -> tuple[Any, torch.nn.Module, Path
         f"encoder {name!r} is not available offline: download it once with `huggingface-cli download {name}`"
         " (or set HF_HOME), or pass a local folder"
     ) from None
+
+
+@contextlib.contextmanager
+def _no_loading_bar() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar on stderr at every load, even with --no-progress; it is
+    noise there, and it turned the CLI's one-line error into three lines when a later step failed."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:

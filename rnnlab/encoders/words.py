@@ -148,7 +148,7 @@ class ScratchEncoder(Encoder):
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece()
         # PAD and UNK first, so their ids are 0 and 1 like the word-vector tables.
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]"])
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]"], show_progress=False)
         tokenizer.train_from_iterator(texts, trainer, length=len(texts))
         assert tokenizer.token_to_id("[PAD]") == PAD and tokenizer.token_to_id("[UNK]") == UNK
         return cls(tokenizer, embedding_dim, max_length, truncation)

@@ -1,0 +1,83 @@
+"""Shared by the benchmark scripts: thread settings, machine load, alternating timers, docs sections."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PERFORMANCE_MD = ROOT / "docs" / "performance.md"
+
+
+def use_all_cores() -> int:
+    """One intra-op thread per core (torch and onnxruntime), the setting every figure here was taken with."""
+    threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    return threads
+
+
+def load() -> str:
+    """1/5/15-minute load averages against the core count: figures taken on a busy machine say so."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}/{fifteen:.1f} on {os.cpu_count()} cores"
+
+
+def machine() -> str:
+    amx = " (AMX)" if "amx_bf16" in _cpu_flags() else ""
+    return f"{platform.processor() or platform.machine()}{amx}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+class Meter:
+    """Seconds and items of one contender, summed over the rounds it ran in."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.seconds, self.items, self.loads = name, 0.0, 0, []
+
+    def time(self, fn, items: int):
+        start = time.perf_counter()
+        result = fn()
+        self.seconds += time.perf_counter() - start
+        self.items += items
+        self.loads.append(os.getloadavg()[0])
+        return result
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds else float("nan")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def write_section(name: str, markdown: str, path: Path = PERFORMANCE_MD) -> None:
+    """Replace (or append) the section between `<!-- BEGIN name -->` and `<!-- END name -->`; other text stays."""
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Performance\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    def cell(v) -> str:
+        return f"{v:,.1f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
