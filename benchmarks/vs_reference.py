@@ -174,7 +174,7 @@ def compare(mode: str, args) -> dict:
     rng = np.random.default_rng(args.seed)
     ref_batches = [rng.permutation(train_idx)[s : s + BATCH].tolist() for s in range(0, len(train_idx), BATCH)]
     meters = {"reference": Meter("reference"), "rnnlab": Meter("rnnlab")}
-    meters["rnnlab"].time(lambda: ours.prepare(train_idx), 0)  # tokenizing (and, frozen, encoding) is rnnlab's time
+    meters["rnnlab"].time(0, ours.prepare, train_idx)  # tokenizing (and, frozen, encoding) is rnnlab's time
     our_batches = ours.batches(train_idx, args.seed)
     ref.train_batches(ref_batches[:1])  # warm-up, untimed: both still see every review exactly once
     ours.train_batches(our_batches[:1])
@@ -183,14 +183,14 @@ def compare(mode: str, args) -> dict:
         pair = [(ref, ref_batches, "reference"), (ours, our_batches, "rnnlab")]
         for who, batches, name in pair if n % 2 == 0 else pair[::-1]:  # ABBA: drifting load hits both alike
             chunk = batches[start : start + args.turn]
-            meters[name].time(lambda: who.train_batches(chunk), sum(map(len, chunk)))
+            meters[name].time(sum(map(len, chunk)), who.train_batches, chunk)
         print(f"  {mode} train turn {n + 1}/{len(turns)}  {load()}", flush=True)
     evals = {"reference": Meter("reference"), "rnnlab": Meter("rnnlab")}
     preds = {"reference": [], "rnnlab": []}
     for n, start in enumerate(range(0, len(test_idx), 64)):
         chunk = test_idx[start : start + 64]
         for who, name in [(ref, "reference"), (ours, "rnnlab")][:: 1 if n % 2 == 0 else -1]:
-            preds[name].append(evals[name].time(lambda: who.predict(chunk), len(chunk)))
+            preds[name].append(evals[name].time(len(chunk), who.predict, chunk))
     truth = labels[test_idx]
     result = {"mode": mode, "load": load()}
     for name in meters:

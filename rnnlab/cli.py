@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import tyro
 
-from rnnlab.config import RunConfig
+from rnnlab.config import EncoderConfig, RunConfig
 from rnnlab.errors import UserError
 
 Positional = tyro.conf.Positional
@@ -81,7 +81,8 @@ class ExportArgs:
 class CompareArgs:
     """Train the encoder × head grid with several seeds, then write the results table and charts."""
 
-    run: RunConfig = field(default_factory=RunConfig)
+    # Grids default to frozen encoders: each is encoded once and every cell trains on the cached features.
+    run: RunConfig = field(default_factory=lambda: RunConfig(encoder=EncoderConfig(finetune=False)))
     encoders: str = "minilm,glove"
     """Comma-separated encoders (any --encoder value)."""
     heads: str = "fnn,rnn,gru,lstm,bilstm,bigru,textcnn,transformer"

@@ -56,8 +56,9 @@ class EncoderConfig:
     encoder: str = "minilm"
     """`minilm` (packaged all-MiniLM-L6-v2), any Hugging Face name or folder, `glove` (packaged
     GloVe 6B 50d), a GloVe/word2vec text file, or `scratch` (trainable embedding + own tokenizer)."""
-    finetune: bool = False
-    """Train the encoder too; frozen encoders are run once and their features cached."""
+    finetune: bool = True
+    """Train the encoder too (the measured best default, docs/results.md); --no-finetune keeps it frozen,
+    runs it once per text and caches its features on disk."""
     embedding_dim: int = 128
     """Width of the `scratch` embedding table."""
     vocab_size: int = 20000
@@ -105,7 +106,7 @@ class TrainConfig:
     lr: float = 1e-3
     """Learning rate of the head and classifier."""
     encoder_lr: float = 5e-5
-    """Learning rate of a fine-tuned encoder."""
+    """Learning rate of a fine-tuned pretrained transformer (word vectors train at --lr)."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and norms)."""
     clip_norm: float | None = 1.0

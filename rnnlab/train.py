@@ -161,7 +161,9 @@ def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist
 def _optimizer(cfg: RunConfig, model: TextClassifier) -> torch.optim.AdamW:
     """AdamW with a separate rate for a fine-tuned pretrained encoder, and no decay on biases and norms."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    pretrained = cfg.encoder.finetune and cfg.encoder.encoder != "scratch"
+    from rnnlab.encoders.transformer import TransformerEncoder
+
+    pretrained = isinstance(model.encoder, TransformerEncoder)
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

@@ -173,7 +173,7 @@ def test_full_disk_while_caching_features_leaves_a_reusable_run_folder(tiny_bert
     def disk_full(path, shape):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    args = train(files[0], tmp_path / "run", "--cache-dir", str(tmp_path / "cache"), encoder=tiny_bert)
+    args = train(files[0], tmp_path / "run", "--cache-dir", str(tmp_path / "cache"), "--no-finetune", encoder=tiny_bert)
     monkeypatch.setattr(features, "_create_array", disk_full)
     fails(capsys, args, str(tmp_path / "cache"), "No space left", "--cache-dir")
     assert not [p for p in (tmp_path / "cache").iterdir()]  # no half-written store
