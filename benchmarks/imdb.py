@@ -31,6 +31,7 @@ CONFIGS: dict[str, list[str]] = {
     "glove-bilstm": ["--encoder", "glove", "--head", "bilstm", "--epochs", "10", "--max-length", "400"],
     "glove-bilstm-max": ["--encoder", "glove", "--head", "bilstm", "--pooling", "max", "--epochs", "10", "--max-length", "400"],
     "finetune-bilstm": ["--finetune", "--head", "bilstm", "--epochs", "3"],
+    "finetune-bilstm-512": ["--finetune", "--head", "bilstm", "--epochs", "3", "--max-length", "512"],
     "finetune-fnn": ["--finetune", "--head", "fnn", "--epochs", "3"],
     "finetune-gru": ["--finetune", "--head", "gru", "--epochs", "3"],
 }
@@ -48,12 +49,12 @@ def run_config(name: str, fraction: float, extra: list[str], runs: Path) -> dict
 
 
 def run_baseline(fraction: float, runs: Path) -> dict:
-    from rnnlab.compare import _baseline
+    from rnnlab.compare import baseline_row
     from rnnlab.config import DataConfig, RunConfig
 
     out = runs / f"tfidf-logreg-f{fraction}"
     start = time.perf_counter()
-    _baseline(RunConfig(dataset=DataConfig(fraction=fraction)), out)
+    baseline_row(RunConfig(dataset=DataConfig(fraction=fraction)), out)
     results = json.loads((out / "results.json").read_text())
     wall = round(time.perf_counter() - start, 1)
     return {"name": "tfidf-logreg", "command": "rnnlab compare … (baseline row)", "wall_s": wall, **results}
@@ -92,13 +93,24 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="flags added to every configuration, e.g. '--device cuda'")
     args = parser.parse_args()
     rows = [] if args.no_baseline else [run_baseline(args.fraction, args.runs)]
-    for name in args.configs:
+    for name in args.configs:  # the section is rewritten after every row, so a cut-short run keeps what it measured
         rows.append(run_config(name, args.fraction, args.extra.split(), args.runs))
         print(json.dumps({k: rows[-1][k] for k in ("name", "test_accuracy", "wall_s", "peak_memory_mb")}), flush=True)
-    header = (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, `--fraction {args.fraction}` of the packaged "
-              f"IMDB (seeded stratified split, split seed 0), load average at the end {os.getloadavg()[0]:.1f}.\n\n")  # fmt: skip
-    write_section(args.section, header + table(rows))
+        write_section(args.section, header(args) + table(rows))
     print(table(rows))
+
+
+def header(args: argparse.Namespace) -> str:
+    import torch
+
+    device = (
+        torch.cuda.get_device_name(0) if "cuda" in args.extra and torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    )
+    return (
+        f"Measured {time.strftime('%Y-%m-%d')} on {device}, `--fraction {args.fraction}` of the packaged IMDB (seeded "
+        f"stratified split, split seed 0){', extra flags `' + args.extra + '`' if args.extra else ''}; "
+        f"load average {os.getloadavg()[0]:.1f}.\n\n"
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str],
     if main:
         grid.mkdir(parents=True, exist_ok=True)
         if baseline:
-            _baseline(base, grid / "tfidf-logreg")
+            baseline_row(base, grid / "tfidf-logreg")
     bar = tqdm(cells, desc="grid", unit="cell", disable=not (base.train.progress and main))
     for cfg in bar:
         run = Path(cfg.run_dir)
@@ -67,7 +67,7 @@ def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str],
     return build_report(grid)
 
 
-def _baseline(base: RunConfig, out: Path) -> None:
+def baseline_row(base: RunConfig, out: Path) -> None:
     """TF-IDF + logistic regression on exactly the grid's split; skipped when already done."""
     from rnnlab.baseline import run_baseline
     from rnnlab.data.split import prepare
