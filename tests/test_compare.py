@@ -1,0 +1,51 @@
+"""`rnnlab compare`: every cell is a normal run on one shared split, and a killed grid resumes without redoing work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_resume import rnnlab, write_data
+
+from rnnlab import runs
+
+
+def compare_args(data: Path, glove: Path, grid: Path, seeds: int = 1) -> list[str]:
+    return ["compare", "--data", str(data), "--encoders", str(glove), "--heads", "gru,fnn", "--seeds", str(seeds),
+            "--grid", str(grid), "--hidden-size", "8", "--max-length", "16", "--epochs", "1", "--batch-size", "8",
+            "--checkpoint-every", "3", "--no-progress", "--no-bf16"]  # fmt: skip
+
+
+def cells(grid: Path) -> list[Path]:
+    return sorted(p.parent for p in grid.glob("*/config.json"))
+
+
+def test_every_cell_shares_the_split_and_the_report_lists_each_row(tmp_path):
+    data, glove = write_data(tmp_path)
+    done = rnnlab(compare_args(data, glove, tmp_path / "grid", seeds=2))
+    assert done.returncode == 0, done.stderr
+    runs_ = cells(tmp_path / "grid")
+    assert len(runs_) == 4 and all(runs.is_finished(r) for r in runs_)  # 2 heads × 2 seeds
+    hashes = {json.loads((r / runs.SPLIT).read_text())["hash"] for r in runs_}
+    hashes.add(json.loads((tmp_path / "grid" / "tfidf-logreg" / runs.RESULTS).read_text())["split_hash"])
+    assert len(hashes) == 1
+    table = (tmp_path / "grid" / "report" / "results.csv").read_text().splitlines()
+    assert len(table) == 1 + 3  # header, gru, fnn, baseline
+
+
+def test_a_killed_grid_resumes_its_cell_and_skips_finished_ones(tmp_path):
+    data, glove = write_data(tmp_path)
+    grid = tmp_path / "grid"
+    killed = rnnlab(compare_args(data, glove, grid), kill_at=5)  # inside the first cell, after the step-3 checkpoint
+    assert killed.returncode != 0
+    first = grid / f"{glove.name}-gru-seed0"
+    assert (first / runs.CHECKPOINT).exists() and not runs.is_finished(first)
+
+    resumed = rnnlab(compare_args(data, glove, grid))
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(runs.is_finished(r) for r in cells(grid)) and len(cells(grid)) == 2
+    stamps = {r: (r / runs.RESULTS).stat().st_mtime_ns for r in cells(grid)}
+
+    again = rnnlab(compare_args(data, glove, grid))
+    assert again.returncode == 0, again.stderr
+    assert stamps == {r: (r / runs.RESULTS).stat().st_mtime_ns for r in cells(grid)}  # nothing retrained
