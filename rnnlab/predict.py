@@ -11,7 +11,7 @@ import numpy as np
 
 from rnnlab import runs
 from rnnlab.checkpoint import load_tensors
-from rnnlab.engine import Inputs, Precision, autocast_dtype, predict_probs, resolve_device
+from rnnlab.engine import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
 from rnnlab.model import TextClassifier, build_model, saved_state
 
 
@@ -55,6 +55,7 @@ class Predictor(Labeller):
 
         path = Path(run_dir)
         runs.require_finished(path)
+        configure_math()
         cfg = runs.read_config(path)
         label_names = json.loads((path / runs.LABELS).read_text())
         model = build_model(cfg, load_encoder(path), len(label_names))

@@ -32,7 +32,7 @@ from rnnlab.config import RunConfig
 from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.split import Prepared, prepare
 from rnnlab.distributed import Dist, init_distributed, shutdown
-from rnnlab.engine import Inputs, Precision, autocast_dtype, evaluate, resolve_device, train_steps
+from rnnlab.engine import Inputs, Precision, autocast_dtype, configure_math, evaluate, resolve_device, train_steps
 from rnnlab.errors import UserError
 from rnnlab.model import TextClassifier, build_model, count_parameters, saved_state
 
@@ -75,6 +75,7 @@ def set_seed(seed: int) -> None:
 
 def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Train a classifier as `cfg` says, in this process or as one rank under torchrun; returns results."""
+    configure_math()
     device = resolve_device(cfg.train.device)
     dist = init_distributed(device)
     if device.type == "cuda" and dist.enabled:
