@@ -16,6 +16,9 @@ PERFORMANCE_MD = ROOT / "docs" / "performance.md"
 
 def use_all_cores() -> int:
     """One intra-op thread per core (torch and onnxruntime), the setting every figure here was taken with."""
+    from rnnlab.engine import configure_math
+
+    configure_math()  # what fit() and predict set too: without it fp32 recurrent layers run ~70x slower here
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))

@@ -97,7 +97,7 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
     from rnnlab.data.batching import LengthBucketSampler
     from rnnlab.distributed import Dist
     from rnnlab.encoders.transformer import TransformerEncoder
-    from rnnlab.engine import Inputs, Precision, autocast_dtype, train_steps
+    from rnnlab.engine import Inputs, Precision, autocast_dtype, batch_stream, train_steps
     from rnnlab.features import encode_cached
     from rnnlab.heads import build_head
     from rnnlab.model import TextClassifier
@@ -119,7 +119,8 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
             def step(chunk, forward=forward, opt=opt, sched=sched):
-                train_steps(forward, inputs, y, enumerate(chunk), opt, sched, prec, Dist(), 1.0, lambda *_: False)
+                stream = batch_stream(inputs, chunk, 0, Dist(), workers=0)
+                train_steps(forward, y, stream, opt, sched, prec, Dist(), 1.0, lambda *_: False)
                 sync(device)
 
             trainers[name], meters[name] = step, Meter(name)

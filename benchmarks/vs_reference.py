@@ -37,7 +37,7 @@ from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, Trai
 from rnnlab.data.batching import LengthBucketSampler  # noqa: E402
 from rnnlab.data.split import prepare  # noqa: E402
 from rnnlab.distributed import Dist  # noqa: E402
-from rnnlab.engine import Inputs, Precision, autocast_dtype, predict_probs, train_steps  # noqa: E402
+from rnnlab.engine import Inputs, Precision, autocast_dtype, batch_stream, predict_probs, train_steps  # noqa: E402
 
 BATCH = 8
 
@@ -144,8 +144,8 @@ class Rnnlab:
         return [[train_idx[i] for i in batch] for batch in sampler.batches(0)]
 
     def train_batches(self, batches: list[list[int]]) -> None:
-        work = enumerate(batches)  # (position, global batch)
-        train_steps(self.model, self.train_inputs, self.labels, work, self.optimizer, self.scheduler, self.prec, Dist(),
+        stream = batch_stream(self.train_inputs, batches, 0, Dist(), workers=0)
+        train_steps(self.model, self.labels, stream, self.optimizer, self.scheduler, self.prec, Dist(),
                     self.cfg.train.clip_norm, lambda *_: False)  # fmt: skip
 
     def predict(self, indices: list[int]) -> np.ndarray:

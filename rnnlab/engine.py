@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from rnnlab.data.batching import collate, shard
 from rnnlab.distributed import Dist
@@ -63,19 +64,36 @@ class Inputs:
         return collate([self.token_ids[i] for i in indices], self.pad_id)  # [B, T] ids, [B, T]
 
 
-def batch_loss(model: nn.Module, inputs: Inputs, idx: Sequence[int], labels: torch.Tensor, prec: Precision) -> torch.Tensor:
-    """Summed cross-entropy over the batch; logits go into the loss, never probabilities."""
-    x, mask = inputs.batch(idx)
-    with prec.autocast():
-        logits = model(x.to(prec.device), mask.to(prec.device))  # [B, C]
-    return F.cross_entropy(logits.float(), labels[list(idx)].to(prec.device), reduction="sum")
+class _Shards(torch.utils.data.Dataset):
+    """Item p: (p, global batch p, this rank's share of it, its inputs); built in worker processes with --workers."""
+
+    def __init__(self, inputs: Inputs, batches: list[list[int]], rank: int, world_size: int) -> None:
+        self.inputs, self.batches, self.rank, self.world_size = inputs, batches, rank, world_size
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, position: int):
+        batch = self.batches[position]
+        idx = shard(batch, self.rank, self.world_size)
+        # A batch smaller than the world leaves some ranks without items; DDP still needs every rank's
+        # backward, so such a rank runs one stand-in item whose loss counts zero.
+        return position, batch, idx, *self.inputs.batch(idx or batch[:1])
+
+
+def batch_stream(inputs: Inputs, batches: list[list[int]], start: int, dist: Dist, workers: int) -> DataLoader:
+    """Batches `start`, `start + 1`, … of an epoch, prepared by `workers` background processes (0: inline)."""
+    shards = _Shards(inputs, batches, dist.rank, dist.world_size)
+    # Its own generator: a DataLoader otherwise draws its workers' seed from the global RNG, which would shift
+    # the dropout stream of a resumed epoch against an uninterrupted one.
+    return DataLoader(shards, batch_size=None, sampler=range(start, len(batches)), num_workers=workers,
+                      generator=torch.Generator())  # fmt: skip
 
 
 def train_steps(
     model: nn.Module,
-    inputs: Inputs,
     labels: torch.Tensor,
-    batches: Iterator[tuple[int, list[int]]],
+    stream: Iterable,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     prec: Precision,
@@ -83,20 +101,19 @@ def train_steps(
     clip_norm: float | None,
     after_step: Callable[[int, float, int], bool],
 ) -> None:
-    """Run optimizer steps over (position, global batch) until `after_step(position, local loss, local n)` says stop.
+    """Run optimizer steps over `batch_stream` items until `after_step(position, local loss, local n)` says stop.
 
-    Each rank takes its shard of the global batch. The loss is the local sum divided by the global batch
-    size, times world size because DDP averages gradients over ranks: the step then equals one process
-    on the whole batch.
+    The loss is the local sum divided by the global batch size, times world size because DDP averages
+    gradients over ranks: the step then equals one process on the whole batch.
     """
     scaler = torch.amp.GradScaler(enabled=prec.dtype == torch.float16)
     model.train()
-    for position, batch in batches:
-        idx = shard(batch, dist.rank, dist.world_size)
-        # A batch smaller than the world leaves some ranks without items; DDP still needs every rank's
-        # backward, so such a rank runs one stand-in item whose loss counts zero.
+    for position, batch, idx, x, mask in stream:
         weight = dist.world_size / len(batch) if idx else 0.0
-        loss_sum = batch_loss(model, inputs, idx or batch[:1], labels, prec)
+        with prec.autocast():
+            logits = model(x.to(prec.device), mask.to(prec.device))  # [B, C]
+        targets = labels[list(idx or batch[:1])].to(prec.device)
+        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")  # logits in, never probabilities
         scaler.scale(loss_sum * weight).backward()
         if clip_norm:
             scaler.unscale_(optimizer)

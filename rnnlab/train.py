@@ -32,7 +32,16 @@ from rnnlab.config import RunConfig
 from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.split import Prepared, prepare
 from rnnlab.distributed import Dist, init_distributed, shutdown
-from rnnlab.engine import Inputs, Precision, autocast_dtype, configure_math, evaluate, resolve_device, train_steps
+from rnnlab.engine import (
+    Inputs,
+    Precision,
+    autocast_dtype,
+    batch_stream,
+    configure_math,
+    evaluate,
+    resolve_device,
+    train_steps,
+)
 from rnnlab.errors import UserError
 from rnnlab.model import TextClassifier, build_model, count_parameters, saved_state
 
@@ -227,8 +236,8 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
         _test_kill_hook(state.step)
         return cfg.max_steps is not None and state.step >= cfg.max_steps
 
-    work = ((p, batches[p]) for p in range(state.position, len(batches)))
-    train_steps(ddp, s.inputs, s.labels, work, optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, after_step)
+    stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers)
+    train_steps(ddp, s.labels, stream, optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, after_step)
     bar.close()
 
 
