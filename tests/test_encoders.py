@@ -87,7 +87,9 @@ def test_transformer_frozen_has_no_grads_and_finetune_has(tiny_bert):
 
 @pytest.mark.parametrize(("truncation", "kept"), [("head", "abcdefgh"), ("head_tail", "abmnopqr")])
 def test_transformer_truncation_keeps_specials_and_tail(tiny_bert, truncation, kept):
-    encoder = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=10, truncation=truncation))
+    encoder = build_encoder(
+        EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=10, truncation=truncation)
+    )
     ids = encoder.tokenize([" ".join("abcdefghijklmnopqr")])[0]
     letter_ids = [5 + LETTERS.index(c) for c in kept]
     assert ids == [CLS, *letter_ids, SEP]
