@@ -58,6 +58,25 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         raise UserError(f"{path}: corrupt or truncated safetensors file ({str(e).splitlines()[0]})") from None
 
 
+def save_training(path: Path, model_state: dict[str, torch.Tensor], optimizer, scheduler, state: dict[str, Any]) -> None:
+    """One resumable checkpoint: weights, optimizer moments and RNG as tensors; the rest as JSON metadata."""
+    opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
+    rng_tensors, rng_meta = rng_state()
+    tensors = {**{f"model.{k}": v for k, v in model_state.items()}, **opt_tensors, **rng_tensors}
+    meta = {"state": state, "optimizer": opt_meta, "rng": rng_meta,
+            "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}}  # fmt: skip
+    save_tensors(path, tensors, meta)
+
+
+def load_training(path: Path, optimizer, scheduler) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Restore optimizer, scheduler and RNG from `save_training`'s file; returns (model weights, training state)."""
+    tensors, meta = load_tensors(path)
+    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+    scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
+    set_rng_state(tensors, meta["rng"])
+    return {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, meta["state"]
+
+
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available():

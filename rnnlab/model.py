@@ -36,6 +36,16 @@ def saved_state(model: TextClassifier) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
+def load_saved_state(model: TextClassifier, weights: dict[str, torch.Tensor], source: object) -> None:
+    """Load what `saved_state` wrote; weights for another model are a one-line error naming `source`."""
+    from rnnlab.errors import UserError
+
+    expected = set(saved_state(model))
+    if set(weights) != expected:
+        raise UserError(f"{source}: weights do not match this model ({len(expected ^ set(weights))} keys differ)")
+    model.load_state_dict(weights, strict=False)
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     params = list(model.parameters())

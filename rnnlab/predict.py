@@ -12,7 +12,7 @@ import numpy as np
 from rnnlab import runs
 from rnnlab.checkpoint import load_tensors
 from rnnlab.engine import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
-from rnnlab.model import TextClassifier, build_model, saved_state
+from rnnlab.model import TextClassifier, build_model, load_saved_state
 
 
 class Labeller:
@@ -60,11 +60,7 @@ class Predictor(Labeller):
         label_names = json.loads((path / runs.LABELS).read_text())
         model = build_model(cfg, load_encoder(path), len(label_names))
         weights, _ = load_tensors(path / runs.WEIGHTS)
-        if set(weights) != set(saved_state(model)):
-            from rnnlab.errors import UserError
-
-            raise UserError(f"{path / runs.WEIGHTS}: weights do not match the run's config")
-        model.load_state_dict(weights, strict=False)
+        load_saved_state(model, weights, path / runs.WEIGHTS)
         dev = resolve_device(device)
         return cls(model.to(dev), label_names, Precision(dev, autocast_dtype(dev, bf16)))
 

@@ -18,16 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnlab import runs
-from rnnlab.checkpoint import (
-    atomic_write_bytes,
-    atomic_write_json,
-    flatten_optimizer,
-    load_tensors,
-    rng_state,
-    save_tensors,
-    set_rng_state,
-    unflatten_optimizer,
-)
+from rnnlab.checkpoint import atomic_write_bytes, atomic_write_json, load_tensors, load_training, save_tensors, save_training
 from rnnlab.config import RunConfig
 from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.split import Prepared, prepare
@@ -43,7 +34,7 @@ from rnnlab.engine import (
     train_steps,
 )
 from rnnlab.errors import UserError
-from rnnlab.model import TextClassifier, build_model, count_parameters, saved_state
+from rnnlab.model import TextClassifier, build_model, count_parameters, load_saved_state, saved_state
 
 
 @dataclass
@@ -285,40 +276,24 @@ def _end_epoch(s: Setup, state: TrainState) -> None:
 
 
 def _save_checkpoint(s: Setup, state: TrainState, optimizer, scheduler) -> None:
-    if not s.dist.is_main:
-        return
-    opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
-    rng_tensors, rng_meta = rng_state()
-    tensors = {**{f"model.{k}": v for k, v in saved_state(s.model).items()}, **opt_tensors, **rng_tensors}
-    meta = {"state": dataclasses.asdict(state), "optimizer": opt_meta, "rng": rng_meta,
-            "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}}  # fmt: skip
-    save_tensors(s.run / runs.CHECKPOINT, tensors, meta)
+    if s.dist.is_main:
+        save_training(s.run / runs.CHECKPOINT, saved_state(s.model), optimizer, scheduler, dataclasses.asdict(state))
 
 
 def _load_checkpoint(s: Setup, optimizer, scheduler) -> TrainState:
     path = s.run / runs.CHECKPOINT
     if not path.is_file():
         raise UserError(f"{s.run}: nothing to resume (no {runs.CHECKPOINT})")
-    tensors, meta = load_tensors(path)
-    _load_model(s.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
-    optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-    scheduler.load_state_dict({**scheduler.state_dict(), **meta["scheduler"]})
-    set_rng_state(tensors, meta["rng"])
-    return TrainState(**meta["state"])
-
-
-def _load_model(model: TextClassifier, weights: dict[str, torch.Tensor], path: Path) -> None:
-    expected = saved_state(model).keys()
-    if set(weights) != set(expected):
-        raise UserError(f"{path}: weights do not match this model ({len(set(expected) ^ set(weights))} keys differ)")
-    model.load_state_dict(weights, strict=False)
+    weights, state = load_training(path, optimizer, scheduler)
+    load_saved_state(s.model, weights, path)
+    return TrainState(**state)
 
 
 def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
     """Evaluate the test set once, on the best validation checkpoint, and write the results."""
     s.dist.barrier()  # rank 0 may still be writing the best weights of the last epoch
     weights, _ = load_tensors(s.run / runs.WEIGHTS)
-    _load_model(s.model, weights, s.run / runs.WEIGHTS)
+    load_saved_state(s.model, weights, s.run / runs.WEIGHTS)
     test_idx = s.data.split["test"]
     test = evaluate(s.model, s.inputs, test_idx, s.labels, len(s.data.label_names), s.prec, Dist())
     trainable, total = count_parameters(s.model)
