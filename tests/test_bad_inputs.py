@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_encoders import tiny_bert  # noqa: F401  (the shared tiny BERT fixture)
 from test_resume import write_data  # tests/ is on sys.path (pytest prepends it: no __init__.py)
 
 import rnnlab
@@ -169,7 +170,7 @@ def test_predict_on_an_unfinished_or_missing_run(finished, tmp_path, capsys):
     assert cli.main(["predict", str(finished), "a fine film"]) == 0  # the original still works
 
 
-def test_full_disk_while_caching_features_leaves_a_reusable_run_folder(tiny_bert, files, tmp_path, capsys, monkeypatch):
+def test_full_disk_while_caching_features_leaves_a_reusable_run_folder(tiny_bert, files, tmp_path, capsys, monkeypatch):  # noqa: F811
     def disk_full(path, shape):
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -197,31 +198,6 @@ def test_failed_training_leaves_a_reusable_run_folder(files, tmp_path, capsys, m
     monkeypatch.undo()
     assert cli.main(train(files[0], run, encoder=files[1])) == 0
     assert runs.is_finished(run) and (run / runs.LOG).read_text().count(" run ") == 1  # a fresh log, not appended
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A 1-layer BERT with a 99-token vocabulary, saved as `save_pretrained` writes it."""
-    import string
-
-    import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    letters = list(string.ascii_lowercase)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *letters, *("##" + c for c in letters), *"0123456789"]
-    vocab += [f"[unused{i}]" for i in range(99 - len(vocab))]
-    tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    specials = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=32, **specials).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=99, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=11)
-    BertModel(config).save_pretrained(folder)
-    return folder
 
 
 PACKAGE = Path(rnnlab.__file__).parent
