@@ -65,6 +65,7 @@ class Setup:
     labels: torch.Tensor
     model: TextClassifier
     log: Any
+    split_hash: str
 
 
 def set_seed(seed: int) -> None:
@@ -97,14 +98,14 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     set_seed(cfg.train.seed)
     encoder = _encoder(cfg, run, data, dist, resume)
     log = runs.open_log(run if dist.is_main else None)
-    _record_split(run, data, dist, resume)
+    split_hash = _record_split(run, data, dist, resume)
     prec = Precision(device, autocast_dtype(device, cfg.train.bf16))
     inputs = _inputs(cfg, encoder, data, prec, dist)
     model = build_model(cfg, encoder, len(data.label_names)).to(device)
     trainable, total = count_parameters(model)
     log.info("run %s: %s, %d/%d trainable parameters, precision %s", run, cfg.to_dict(), trainable, total, prec.dtype)
     labels = torch.as_tensor(data.labels, dtype=torch.long)
-    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log)
+    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash)
 
 
 def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool):
@@ -132,7 +133,8 @@ def _run_dir(cfg: RunConfig, dist: Dist) -> Path:
     return Path(path[0])
 
 
-def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> None:
+def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
+    """Write split.json and labels.json (refusing a resume on changed data); returns the split's hash."""
     manifest = data.manifest()
     if resume and (run / runs.SPLIT).is_file():
         saved = json.loads((run / runs.SPLIT).read_text())
@@ -141,6 +143,7 @@ def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> None:
     if dist.is_main:
         atomic_write_json(run / runs.SPLIT, manifest)
         atomic_write_json(run / runs.LABELS, data.label_names)
+    return manifest["hash"]
 
 
 def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist) -> Inputs:
@@ -304,7 +307,7 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
                "reviews_per_s": round(state.total_seen * s.dist.world_size / max(state.loop_seconds, 1e-9), 2),
                "peak_memory_mb": round(_peak_memory_mb(), 1), "params_trainable": trainable, "params_total": total,
                "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.cfg.encoder.finetune,
-               "seed": s.cfg.train.seed, "split_hash": s.data.manifest()["hash"]}  # fmt: skip
+               "seed": s.cfg.train.seed, "split_hash": s.split_hash}  # fmt: skip
     if s.dist.is_main:
         _write_predictions(s, test_idx, test["probs"])
         runs.plot_curves(state.history, s.run / runs.CURVES)
