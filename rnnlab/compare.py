@@ -75,10 +75,9 @@ def baseline_row(base: RunConfig, out: Path) -> None:
     if runs.is_finished(out):
         return
     data = prepare(base.dataset)
-    texts = lambda part: [data.texts[i] for i in data.split[part]]  # noqa: E731
     train_idx = list(data.split["train"]) + list(data.split["val"])  # the baseline has no early stopping
     start = time.perf_counter()
-    run_baseline([data.texts[i] for i in train_idx], data.labels[train_idx], texts("test"), data.labels[data.split["test"]],
+    run_baseline([data.texts[i] for i in train_idx], data.labels[train_idx], [data.texts[i] for i in data.split["test"]], data.labels[data.split["test"]],
                  data.label_names, out, seed=base.train.seed, split_hash=data.manifest()["hash"],
                  test_indices=list(data.split["test"]))  # fmt: skip
     tqdm.write(f"baseline tfidf-logreg done in {time.perf_counter() - start:.1f}s")
