@@ -76,8 +76,9 @@ def baseline_row(base: RunConfig, out: Path) -> None:
         return
     data = prepare(base.dataset)
     train_idx = list(data.split["train"]) + list(data.split["val"])  # the baseline has no early stopping
+    test_idx = list(data.split["test"])
     start = time.perf_counter()
-    run_baseline([data.texts[i] for i in train_idx], data.labels[train_idx], [data.texts[i] for i in data.split["test"]], data.labels[data.split["test"]],
-                 data.label_names, out, seed=base.train.seed, split_hash=data.manifest()["hash"],
-                 test_indices=list(data.split["test"]))  # fmt: skip
+    run_baseline([data.texts[i] for i in train_idx], data.labels[train_idx], [data.texts[i] for i in test_idx],
+                 data.labels[test_idx], data.label_names, out, seed=base.train.seed,
+                 split_hash=data.manifest()["hash"], test_indices=test_idx)  # fmt: skip
     tqdm.write(f"baseline tfidf-logreg done in {time.perf_counter() - start:.1f}s")
