@@ -91,8 +91,9 @@ def encoder_forward(texts: list[str], device: torch.device, batch: int, reps: in
 
 
 # ---------------------------------------------------------------- heads on cached features
-def head_training(texts, labels, device, steps: int, reps: int, compile_heads: list[str]) -> list[list]:
-    """Training reviews/s of each head (+ classifier) on cached MiniLM features, bf16 autocast, batch 16."""
+def head_training(texts, labels, device, steps: int, reps: int, compile_heads: list[str], wide_batches: list[int]) -> list[list]:
+    """Training reviews/s of each head (+ classifier) on cached MiniLM features, bf16 autocast, batch 16; BiLSTM-256
+    also at each of `wide_batches` (the recurrence is a chain of small matmuls, so its rate grows with the batch)."""
     from rnnlab.config import HeadConfig
     from rnnlab.data.batching import LengthBucketSampler
     from rnnlab.distributed import Dist
@@ -108,27 +109,30 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
     with tempfile.TemporaryDirectory() as cache:
         store = encode_cached(encoder, texts, token_ids, Path(cache), device=device, autocast_dtype=prec.dtype, progress=False)
         inputs, y = Inputs(token_ids, encoder.pad_id, store), torch.as_tensor(labels)
-        batches = LengthBucketSampler(inputs.lengths, 16, True, 0).batches(0)
-        variants = [(h, 128, False) for h in HEADS] + [("bilstm", 256, False)] + [(h, 128, True) for h in compile_heads]
+        batches = {b: LengthBucketSampler(inputs.lengths, b, True, 0).batches(0) for b in {16, *wide_batches}}
+        variants = [(h, 128, False, 16) for h in HEADS] + [("bilstm", 256, False, b) for b in wide_batches]
+        variants += [(h, 128, True, 16) for h in compile_heads]
         trainers, meters = {}, {}
-        for head, hidden, compiled in variants:
-            name = f"{head}-{hidden}" + (" compiled" if compiled else "")
+        for head, hidden, compiled, batch in variants:
+            name = f"{head}-{hidden}" + (f" batch {batch}" if batch != 16 else "") + (" compiled" if compiled else "")
             model = TextClassifier(encoder, build_head(HeadConfig(head=head, hidden_size=hidden), encoder.dim), 2, 0.2).to(device)
             forward = torch.compile(model, dynamic=True) if compiled else model
             opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
-            def step(chunk, forward=forward, opt=opt, sched=sched):
+            def step(chunk, forward=forward, opt=opt, sched=sched):  # chunk: a list of batches
                 stream = batch_stream(inputs, chunk, 0, Dist(), workers=0)
                 train_steps(forward, y, stream, opt, sched, prec, Dist(), 1.0, lambda *_: False)
                 sync(device)
 
-            trainers[name], meters[name] = step, Meter(name)
-            step(batches[:2])  # warm-up (and compilation)
+            trainers[name], meters[name] = (step, batches[batch]), Meter(name)
+            step(batches[batch][:2])  # warm-up (and compilation)
         for r in range(reps):
             for name in list(trainers)[:: 1 if r % 2 == 0 else -1]:
-                chunk = [batches[(r * steps + i) % len(batches)] for i in range(steps)]
-                meters[name].time(sum(map(len, chunk)), trainers[name], chunk)
+                step, own = trainers[name]
+                per_turn = max(1, steps * 16 // len(own[0]))  # about the same reviews a turn at every batch size
+                chunk = [own[(r * per_turn + i) % len(own)] for i in range(per_turn)]
+                meters[name].time(sum(map(len, chunk)), step, chunk)
             print(f"  heads round {r + 1}/{reps}  {load()}", flush=True)
     return [[name, m.rate, f"{np.mean(m.loads):.1f}"] for name, m in meters.items()]
 
@@ -217,8 +221,8 @@ def report(args, encoder_rows, head_rows, predict_rows, seconds: float) -> str:
                   ""]  # fmt: skip
     if head_rows:
         parts += ["### Head training on cached features", "",
-                  f"Head + classifier, AdamW, batch 16, bf16 autocast where available, {args.head_reviews} reviews "
-                  "cached once; `-128` / `-256` is the hidden size.", "",
+                  f"Head + classifier, AdamW, batch 16 unless named, bf16 autocast where available, {args.head_reviews} "
+                  "reviews cached once; `-128` / `-256` is the hidden size.", "",
                   table(["head", "train reviews/s", "load"], head_rows), ""]  # fmt: skip
     if predict_rows:
         parts += ["### `predict` end to end (raw text → labels)", "",
@@ -243,6 +247,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="alternating rounds per table")
     parser.add_argument("--predict-reviews", type=int, default=None, help="default: the whole test split")
     parser.add_argument("--compile", default="", help="comma-separated heads to also time under torch.compile")
+    parser.add_argument("--wide-batches", default="16,32,64", help="batch sizes for BiLSTM-256")
     parser.add_argument("--no-write", dest="write", action="store_false")
     parser.add_argument("--quick", action="store_true", help="smaller samples: a few minutes on 2 cores")
     args = parser.parse_args()
@@ -263,7 +268,13 @@ def main() -> None:
     if "heads" in sections:
         heads = [h for h in args.compile.split(",") if h]
         head_rows = head_training(
-            texts[: args.head_reviews], labels[: args.head_reviews], device, args.head_steps, args.reps, heads
+            texts[: args.head_reviews],
+            labels[: args.head_reviews],
+            device,
+            args.head_steps,
+            args.reps,
+            heads,
+            [int(b) for b in args.wide_batches.split(",")],
         )
         print(table(["head", "reviews/s", "load"], head_rows), flush=True)
     if "predict" in sections:

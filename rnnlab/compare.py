@@ -28,6 +28,8 @@ def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str
         raise UserError(f"--heads: unknown head(s) {', '.join(bad)}; choose from {', '.join(HEADS)}")
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
+    # Fine-tuned cells get their own names, so frozen and fine-tuned rows of one encoder × head share a grid.
+    tuned = "-finetuned" if base.encoder.finetune else ""
     cells = []
     for encoder in encoders:
         for head in heads:
@@ -37,7 +39,7 @@ def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str
                     encoder=dataclasses.replace(base.encoder, encoder=encoder),
                     model=dataclasses.replace(base.model, head=head),
                     train=dataclasses.replace(base.train, seed=base.train.seed + seed),
-                    run_dir=str(grid / f"{Path(encoder).name}-{head}-seed{base.train.seed + seed}"),
+                    run_dir=str(grid / f"{Path(encoder).name}{tuned}-{head}-seed{base.train.seed + seed}"),
                     overwrite=False,
                 ))  # fmt: skip
     return cells

@@ -49,3 +49,16 @@ def test_a_killed_grid_resumes_its_cell_and_skips_finished_ones(tmp_path):
     again = rnnlab(compare_args(data, glove, grid))
     assert again.returncode == 0, again.stderr
     assert stamps == {r: (r / runs.RESULTS).stat().st_mtime_ns for r in cells(grid)}  # nothing retrained
+
+
+def test_frozen_and_finetuned_cells_of_one_grid_get_different_folders(tmp_path):
+    from rnnlab.compare import grid_cells
+    from rnnlab.config import EncoderConfig, RunConfig
+
+    def folders(finetune: bool) -> set[str]:
+        base = RunConfig(encoder=EncoderConfig(finetune=finetune))
+        return {Path(c.run_dir).name for c in grid_cells(base, tmp_path, ["minilm"], ["bilstm", "gru"], seeds=2)}
+
+    frozen, tuned = folders(False), folders(True)
+    assert len(frozen) == len(tuned) == 4 and not frozen & tuned
+    assert "minilm-finetuned-bilstm-seed0" in tuned

@@ -12,6 +12,8 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from test_encoders import tiny_bert  # noqa: E402, F401  (the shared tiny BERT fixture)
+
 from rnnlab import runs  # noqa: E402
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, TrainConfig  # noqa: E402
@@ -39,12 +41,12 @@ def data_file(tmp_path_factory):
     return path
 
 
-def _train(data_file, run_dir, head: str, impl: str = "torch"):
+def _train(data_file, run_dir, head: str, impl: str = "torch", encoder: EncoderConfig | None = None):
     from rnnlab.train import fit
 
     cfg = RunConfig(
         dataset=DataConfig(data=str(data_file), max_length=32),
-        encoder=EncoderConfig(encoder="scratch", embedding_dim=12, vocab_size=120),
+        encoder=encoder or EncoderConfig(encoder="scratch", embedding_dim=12, vocab_size=120),
         model=HeadConfig(head=head, hidden_size=8, impl=impl),
         train=TrainConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu", bf16=False, progress=False),
         run_dir=str(run_dir),
@@ -85,6 +87,19 @@ def test_other_heads_export_matches_pytorch(data_file, tmp_path, head):
     assert export_onnx(run) == run / ONNX_NAME
     onnx_logits, torch_logits = _logits(run)
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+
+
+def test_bert_encoder_exports_with_fused_attention_and_matches_pytorch(data_file, tmp_path, tiny_bert):  # noqa: F811
+    import onnx
+
+    run = _train(data_file, tmp_path / "bert", "bilstm", encoder=EncoderConfig(encoder=str(tiny_bert), finetune=True))
+    export_onnx(run, quantize=True)
+    ops = {node.op_type for node in onnx.load(str(run / ONNX_NAME)).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= ops  # onnxruntime's fused transformer ops
+    onnx_logits, torch_logits = _logits(run)
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+    int8_logits, _ = _logits(run, quantized=True)
+    np.testing.assert_allclose(int8_logits, torch_logits, atol=0.1)
 
 
 def test_int8_graph_keeps_most_predictions(bilstm_run):

@@ -157,7 +157,6 @@ class ScratchEncoder(Encoder):
         encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         return [truncate(e.ids, self.max_length, self.truncation) or [UNK] for e in encodings]
 
-
     def token_strings(self, ids: list[int]) -> list[str]:
         return [self.tokenizer.id_to_token(i) or "?" for i in ids]
 
