@@ -210,7 +210,7 @@ def compare(mode: str, args) -> dict:
 
 def _memory_probe(side: str, mode: str, args) -> float:
     """Peak RSS (MiB) of a fresh process that builds one contender and trains a few batches of it."""
-    import resource
+    from rnnlab.memory import peak_mb
 
     use_all_cores()
     args.train_reviews, args.test_reviews = 4 * BATCH, BATCH
@@ -225,9 +225,7 @@ def _memory_probe(side: str, mode: str, args) -> float:
         batches = who.batches(train_idx)
     who.train_batches(batches)
     who.predict(test_idx)
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mb()  # VmHWM: ru_maxrss would count the parent's memory, carried over by fork + exec
 
 
 def peak_memory(mode: str, args) -> dict[str, float]:

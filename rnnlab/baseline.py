@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -19,6 +17,8 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from rnnlab.memory import peak_mb, reset_peak
 
 # A fixed C, not one tuned on test. Word+bigram TF-IDF with sublinear tf is well-regularised around C = 4-10 on
 # review sentiment; a larger C lets the many rare bigrams overfit small training sets.
@@ -41,12 +41,6 @@ def build_baseline(seed: int = 0, C: float = DEFAULT_C) -> tuple[TfidfVectorizer
     # lbfgs fits the multinomial model directly for any number of classes and is fast on sparse TF-IDF input.
     classifier = LogisticRegression(C=C, solver="lbfgs", max_iter=1000, random_state=seed)
     return vectorizer, classifier
-
-
-def _peak_memory_mb() -> float:
-    # Peak resident memory of the whole process (Linux reports KiB, macOS bytes): an upper bound for the baseline.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -77,6 +71,7 @@ def run_baseline(
     these predictions with the RNN runs for McNemar's test; `test_indices` are the example ids written to
     predictions.jsonl (default 0..n-1, i.e. split order).
     """
+    reset_peak()
     y_train, y_test = np.asarray(labels_train), np.asarray(labels_test)
     vectorizer, classifier = build_baseline(seed=seed, C=C)
     start = time.perf_counter()
@@ -126,7 +121,7 @@ def _results(y_test, preds, label_names, classifier, seed, split_hash, train_sec
         "best_epoch": None,  # no epochs: one convex fit
         "train_seconds": round(train_seconds, 3),
         "reviews_per_s": round(len(y_test) / max(predict_seconds, 1e-9), 1),
-        "peak_memory_mb": round(_peak_memory_mb(), 1),
+        "peak_memory_mb": round(peak_mb(), 1),
         "params_trainable": params,
         "params_total": params,
         "encoder": "tfidf",

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import random
-import resource
 import signal
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from rnnlab.engine import (
     train_steps,
 )
 from rnnlab.errors import UserError
+from rnnlab.memory import peak_mb, reset_peak
 from rnnlab.model import TextClassifier, build_model, count_parameters, load_saved_state, saved_state
 
 
@@ -77,6 +77,7 @@ def set_seed(seed: int) -> None:
 def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Train a classifier as `cfg` says, in this process or as one rank under torchrun; returns results."""
     configure_math()
+    reset_peak()  # this run's own peak, also when a grid trains many runs in one process
     device = resolve_device(cfg.train.device)
     dist = init_distributed(device)
     if device.type == "cuda" and dist.enabled:
@@ -305,7 +306,7 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
                "best_epoch": state.best_epoch, "best_val_accuracy": state.best_accuracy,
                "train_seconds": round(state.loop_seconds, 2),
                "reviews_per_s": round(state.total_seen * s.dist.world_size / max(state.loop_seconds, 1e-9), 2),
-               "peak_memory_mb": round(_peak_memory_mb(), 1), "params_trainable": trainable, "params_total": total,
+               "peak_memory_mb": round(peak_mb(), 1), "params_trainable": trainable, "params_total": total,
                "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.cfg.encoder.finetune,
                "seed": s.cfg.train.seed, "split_hash": s.split_hash}  # fmt: skip
     if s.dist.is_main:
@@ -323,10 +324,3 @@ def _write_predictions(s: Setup, indices, probs: np.ndarray) -> None:
                          "pred": names[int(p.argmax())], "probs": [round(float(x), 6) for x in p]})
              for i, p in zip(indices, probs)]  # fmt: skip
     atomic_write_bytes(s.run / runs.PREDICTIONS, ("\n".join(lines) + "\n").encode())
-
-
-def _peak_memory_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.cuda.is_available():
-        peak = max(peak, torch.cuda.max_memory_allocated() / 2**20)
-    return peak
