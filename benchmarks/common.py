@@ -16,7 +16,7 @@ PERFORMANCE_MD = ROOT / "docs" / "performance.md"
 
 def use_all_cores() -> int:
     """One intra-op thread per core (torch and onnxruntime), the setting every figure here was taken with."""
-    from rnnlab.engine import configure_math
+    from rnnlab.runtime import configure_math
 
     configure_math()  # what fit() and predict set too: without it fp32 recurrent layers run ~70x slower here
     threads = os.cpu_count() or 1

@@ -51,7 +51,7 @@ def run_config(name: str, fraction: float, extra: list[str], runs: Path) -> dict
 
 
 def run_baseline(fraction: float, runs: Path) -> dict:
-    from rnnlab.compare import baseline_row
+    from rnnlab.compare.grid import baseline_row
     from rnnlab.config import DataConfig, RunConfig
 
     out = runs / f"tfidf-logreg-f{fraction}"

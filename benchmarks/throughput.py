@@ -103,12 +103,13 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
     also at each of `wide_batches` (the recurrence is a chain of small matmuls, so its rate grows with the batch)."""
     from rnnlab.config import HeadConfig
     from rnnlab.data.batching import LengthBucketSampler
-    from rnnlab.distributed import Dist
     from rnnlab.encoders.transformer import TransformerEncoder
-    from rnnlab.engine import Inputs, Precision, autocast_dtype, batch_stream, train_steps
-    from rnnlab.features import encode_cached
     from rnnlab.heads import build_head
     from rnnlab.model import TextClassifier
+    from rnnlab.runtime import Inputs, Precision, autocast_dtype
+    from rnnlab.training.distributed import Dist
+    from rnnlab.training.features import encode_cached
+    from rnnlab.training.loop import batch_stream, train_steps
 
     encoder = TransformerEncoder("minilm", 256, "head_tail").to(device)
     prec = Precision(device, autocast_dtype(device, True))
@@ -147,7 +148,7 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
 # ---------------------------------------------------------------- predict end to end
 def ensure_run(run: Path) -> None:
     from rnnlab import runs
-    from rnnlab.export import INT8_NAME, ONNX_NAME, export_onnx
+    from rnnlab.serve.onnx import INT8_NAME, ONNX_NAME, export_onnx
 
     if not runs.is_finished(run):
         cmd = [sys.executable, "-m", "rnnlab", "train", "--fraction", "0.1", "--head", "bilstm", "--epochs", "1",
@@ -170,8 +171,8 @@ def test_reviews(run: Path) -> tuple[list[str], list[str]]:
 
 def predict_modes(run: Path, device: torch.device, limit: int | None, turn: int) -> list[list]:
     """Reviews/s from raw text to labels and test accuracy, per inference mode, alternating turns of `turn` reviews."""
-    from rnnlab.export import OnnxPredictor
-    from rnnlab.predict import Predictor
+    from rnnlab.serve.onnx import OnnxPredictor
+    from rnnlab.serve.predict import Predictor
 
     texts, truth = test_reviews(run)
     rng = np.random.default_rng(0)

@@ -41,8 +41,9 @@ from common import Meter, load, machine, table, use_all_cores, write_section  # 
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, TrainConfig  # noqa: E402
 from rnnlab.data.batching import LengthBucketSampler  # noqa: E402
 from rnnlab.data.split import prepare  # noqa: E402
-from rnnlab.distributed import Dist  # noqa: E402
-from rnnlab.engine import Inputs, Precision, autocast_dtype, batch_stream, predict_probs, train_steps  # noqa: E402
+from rnnlab.runtime import Inputs, Precision, autocast_dtype, predict_probs  # noqa: E402
+from rnnlab.training.distributed import Dist  # noqa: E402
+from rnnlab.training.loop import batch_stream, train_steps  # noqa: E402
 
 BATCH = 8
 
@@ -116,7 +117,7 @@ class Rnnlab:
     def __init__(self, texts, labels, num_classes: int, finetune: bool, hidden: int, max_length: int, device, steps, seed=0):
         from rnnlab.encoders import build_encoder
         from rnnlab.model import build_model
-        from rnnlab.train import _optimizer, _schedule, set_seed
+        from rnnlab.training.fit import _optimizer, _schedule, set_seed
 
         set_seed(seed)
         self.cfg = RunConfig(dataset=DataConfig(max_length=max_length), encoder=EncoderConfig("minilm", finetune=finetune),
@@ -131,7 +132,7 @@ class Rnnlab:
 
     def prepare(self, train_idx: list[int]) -> None:
         """Tokenize once; frozen, also encode every training text once into a fresh feature cache."""
-        from rnnlab.features import encode_cached
+        from rnnlab.training.features import encode_cached
 
         self.token_ids = self.encoder.tokenize(self.texts)
         self.eval_inputs = Inputs(self.token_ids, self.encoder.pad_id)  # new texts: ids through the whole model
@@ -210,7 +211,7 @@ def compare(mode: str, args) -> dict:
 
 def _memory_probe(side: str, mode: str, args) -> float:
     """Peak RSS (MiB) of a fresh process that builds one contender and trains a few batches of it."""
-    from rnnlab.memory import peak_mb
+    from rnnlab.peak_memory import peak_mb
 
     use_all_cores()
     args.train_reviews, args.test_reviews = 4 * BATCH, BATCH

@@ -10,6 +10,6 @@ __version__ = "0.1.0"
 
 def load(run_dir, device: str = "auto"):
     """Load a finished run for inference: `rnnlab.load("runs/x").predict(["a fine film"])`."""
-    from rnnlab.predict import Predictor
+    from rnnlab.serve.predict import Predictor
 
     return Predictor.load(run_dir, device=device)

@@ -106,7 +106,7 @@ class ReportArgs:
 
 def _train(args: TrainArgs) -> None:
     from rnnlab import runs
-    from rnnlab.train import fit
+    from rnnlab.training.fit import fit
 
     cfg = runs.read_config(Path(args.resume)) if args.resume else args.run
     results = fit(cfg, resume=args.resume is not None)
@@ -116,7 +116,7 @@ def _train(args: TrainArgs) -> None:
 
 
 def _evaluate(args: EvaluateArgs) -> None:
-    from rnnlab.evaluate import evaluate_run
+    from rnnlab.serve.evaluate import evaluate_run
 
     result = evaluate_run(Path(args.run), args.data, args.device)
     print(json.dumps(result, indent=2))
@@ -124,7 +124,7 @@ def _evaluate(args: EvaluateArgs) -> None:
 
 def _predict(args: PredictArgs) -> None:
     if args.engine == "onnx":
-        from rnnlab.export import OnnxPredictor
+        from rnnlab.serve.onnx import OnnxPredictor
 
         predictor = OnnxPredictor(Path(args.run), quantized=args.quantize)
     else:
@@ -158,7 +158,7 @@ def _texts(args: PredictArgs):
 
 
 def _compare(args: CompareArgs) -> None:
-    from rnnlab.compare import run_grid
+    from rnnlab.compare.grid import run_grid
 
     split = lambda value: [v.strip() for v in value.split(",") if v.strip()]  # noqa: E731
     report = run_grid(args.run, Path(args.grid), split(args.encoders), split(args.heads), args.seeds, args.baseline)
@@ -167,13 +167,13 @@ def _compare(args: CompareArgs) -> None:
 
 
 def _export(args: ExportArgs) -> None:
-    from rnnlab.export import export_onnx
+    from rnnlab.serve.onnx import export_onnx
 
     print(f"wrote {export_onnx(Path(args.run), quantize=args.quantize)}")
 
 
 def _report(args: ReportArgs) -> None:
-    from rnnlab.report import build_report
+    from rnnlab.compare.report import build_report
 
     if not Path(args.dir).is_dir():
         raise UserError(f"{args.dir}: folder not found")

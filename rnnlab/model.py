@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
 from rnnlab.config import RunConfig
+from rnnlab.errors import UserError
+from rnnlab.runs import atomic_write_bytes
 
 
 class TextClassifier(nn.Module):
@@ -38,8 +46,6 @@ def saved_state(model: TextClassifier) -> dict[str, torch.Tensor]:
 
 def load_saved_state(model: TextClassifier, weights: dict[str, torch.Tensor], source: object) -> None:
     """Load what `saved_state` wrote; weights for another model are a one-line error naming `source`."""
-    from rnnlab.errors import UserError
-
     expected = set(saved_state(model))
     if set(weights) != expected:
         raise UserError(f"{source}: weights do not match this model ({len(expected ^ set(weights))} keys differ)")
@@ -50,3 +56,21 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     params = list(model.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
+    metadata = {"rnnlab": json.dumps(meta)} if meta is not None else None
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a safetensors file and its JSON metadata; a missing, truncated or tampered file is a UserError."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("rnnlab")
+        tensors = load_file(str(path))
+        return tensors, json.loads(raw) if raw else {}
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: corrupt or truncated safetensors file ({str(e).splitlines()[0]})") from None

@@ -8,17 +8,37 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from rnnlab.checkpoint import atomic_write_json
 from rnnlab.config import RunConfig
 from rnnlab.errors import UserError
 
 CONFIG, SPLIT, LABELS, METRICS, RESULTS = "config.json", "split.json", "labels.json", "metrics.jsonl", "results.json"
 WEIGHTS, CHECKPOINT, PREDICTIONS, LOG = "model.safetensors", "checkpoint.safetensors", "predictions.jsonl", "log.txt"
 CURVES = "curves.png"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
@@ -61,8 +81,6 @@ def claim(path: Path, overwrite: bool, resume: bool) -> None:
 
 def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl from the checkpointed history, so a resumed run never repeats a line."""
-    from rnnlab.checkpoint import atomic_write_bytes
-
     atomic_write_bytes(path / METRICS, "".join(json.dumps(row) + "\n" for row in history).encode())
 
 

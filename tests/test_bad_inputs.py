@@ -15,7 +15,8 @@ from test_encoders import tiny_bert  # noqa: F401  (the shared tiny BERT fixture
 from test_resume import write_data  # tests/ is on sys.path (pytest prepends it: no __init__.py)
 
 import rnnlab
-from rnnlab import cli, features, runs
+from rnnlab import cli, runs
+from rnnlab.training import features
 
 FAST = ["--head", "gru", "--hidden-size", "8", "--max-length", "16", "--epochs", "1", "--batch-size", "16",
         "--no-progress", "--no-bf16"]  # fmt: skip
@@ -186,13 +187,13 @@ def test_full_disk_while_caching_features_leaves_a_reusable_run_folder(tiny_bert
 
 def test_failed_training_leaves_a_reusable_run_folder(files, tmp_path, capsys, monkeypatch):
     """An error after the folder was claimed (here: once setup is done) must not block the next run."""
-    import rnnlab.train
+    import rnnlab.training.fit
 
     def broken(*args, **kwargs):
         raise rnnlab.errors.UserError("simulated failure after the run folder was claimed")
 
     run = tmp_path / "run"
-    monkeypatch.setattr(rnnlab.train, "_train", broken)
+    monkeypatch.setattr(rnnlab.training.fit, "_train", broken)
     fails(capsys, train(files[0], run, encoder=files[1]), "simulated")
     assert (run / runs.CONFIG).is_file() and not (run / runs.CHECKPOINT).exists()
     monkeypatch.undo()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.baseline import run_baseline
+from rnnlab.compare.baseline import run_baseline
 
 
 def _imdb() -> pd.DataFrame:

@@ -52,7 +52,7 @@ def test_a_killed_grid_resumes_its_cell_and_skips_finished_ones(tmp_path):
 
 
 def test_frozen_and_finetuned_cells_of_one_grid_get_different_folders(tmp_path):
-    from rnnlab.compare import grid_cells
+    from rnnlab.compare.grid import grid_cells
     from rnnlab.config import EncoderConfig, RunConfig
 
     def folders(finetune: bool) -> set[str]:

@@ -14,7 +14,7 @@ from test_resume import write_data  # tests/ is on sys.path (pytest prepends it:
 
 from rnnlab import runs
 from rnnlab.data.batching import LengthBucketSampler, shard
-from rnnlab.distributed import Dist
+from rnnlab.training.distributed import Dist
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 

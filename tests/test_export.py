@@ -17,8 +17,8 @@ from test_encoders import tiny_bert  # noqa: E402, F401  (the shared tiny BERT f
 from rnnlab import runs  # noqa: E402
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, TrainConfig  # noqa: E402
-from rnnlab.export import INT8_NAME, ONNX_NAME, OnnxPredictor, _batch, export_onnx  # noqa: E402
-from rnnlab.predict import Predictor  # noqa: E402
+from rnnlab.serve.onnx import INT8_NAME, ONNX_NAME, OnnxPredictor, _batch, export_onnx  # noqa: E402
+from rnnlab.serve.predict import Predictor  # noqa: E402
 
 GOOD = "great wonderful superb moving brilliant fine".split()
 BAD = "awful boring dull terrible poor weak".split()
@@ -42,7 +42,7 @@ def data_file(tmp_path_factory):
 
 
 def _train(data_file, run_dir, head: str, impl: str = "torch", encoder: EncoderConfig | None = None):
-    from rnnlab.train import fit
+    from rnnlab.training.fit import fit
 
     cfg = RunConfig(
         dataset=DataConfig(data=str(data_file), max_length=32),

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab import features
 from rnnlab.encoders import Encoder
 from rnnlab.errors import UserError
-from rnnlab.features import FeatureStore, default_cache_dir, encode_cached
+from rnnlab.training import features
+from rnnlab.training.features import FeatureStore, default_cache_dir, encode_cached
 
 
 class CountingEncoder(Encoder):

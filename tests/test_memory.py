@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rnnlab.memory import peak_mb, reset_peak
+from rnnlab.peak_memory import peak_mb, reset_peak
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the resettable high-water mark is Linux's")

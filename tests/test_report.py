@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnlab.report import build_report, summarize_run
+from rnnlab.compare.report import build_report, summarize_run
 
 N = 40  # test examples per fixture run
 HASH = "a" * 64
@@ -147,7 +147,7 @@ def test_summarize_run(grid):
 
 
 def test_report_modules_do_not_import_torch():
-    code = "import sys, rnnlab.report, rnnlab.stats, rnnlab.baseline; assert 'torch' not in sys.modules"
+    code = "import sys, rnnlab.compare.report, rnnlab.compare.stats, rnnlab.compare.baseline; assert 'torch' not in sys.modules"
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

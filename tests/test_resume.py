@@ -1,7 +1,7 @@
 """Exact resume: a run killed with SIGKILL at any step and resumed ends exactly like an uninterrupted one.
 
 Runs are subprocesses (`python -m rnnlab train`) on a tiny CSV and a tiny GloVe file; the kill comes from the
-RNNLAB_TEST_KILL_AT_STEP hook in rnnlab.train, so the step is deterministic.
+RNNLAB_TEST_KILL_AT_STEP hook in rnnlab.training.fit, so the step is deterministic.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from rnnlab import cli, runs
-from rnnlab.checkpoint import atomic_write_bytes
+from rnnlab.runs import atomic_write_bytes
 
 TIMING = {"seconds", "train_seconds", "reviews_per_s", "peak_memory_mb"}
 # 57 training texts in batches of 8: 8 steps per epoch, 16 in all; checkpoints at steps 3, 6, 9, 12, 15 and epoch ends.

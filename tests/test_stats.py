@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnlab.stats import mcnemar, paired_bootstrap
+from rnnlab.compare.stats import mcnemar, paired_bootstrap
 
 
 def _pairs(b: int, c: int, both_right: int = 0, both_wrong: int = 0) -> tuple[np.ndarray, np.ndarray]:

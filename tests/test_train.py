@@ -24,10 +24,11 @@ def test_no_softmax_before_the_loss(monkeypatch):
     import torch
 
     from rnnlab.config import HeadConfig
-    from rnnlab.distributed import Dist
-    from rnnlab.engine import Inputs, Precision, batch_stream, train_steps
     from rnnlab.heads import build_head
     from rnnlab.model import TextClassifier
+    from rnnlab.runtime import Inputs, Precision
+    from rnnlab.training.distributed import Dist
+    from rnnlab.training.loop import batch_stream, train_steps
 
     class Table(torch.nn.Module):  # a tiny trainable encoder: ids → vectors
         dim, pad_id, trainable = 6, 0, True

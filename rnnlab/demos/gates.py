@@ -49,7 +49,7 @@ def trace(layer: torch.nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tens
 
 @torch.no_grad()
 def run(cfg: GatesConfig) -> dict:
-    from rnnlab.predict import Predictor
+    from rnnlab.serve.predict import Predictor
 
     predictor = Predictor.load(cfg.run, device="cpu", bf16=False)
     model = predictor.model

@@ -25,7 +25,7 @@ class Encoder(nn.Module):
     pad_id: int
     """Id used to pad `[B, T]` batches."""
     trainable: bool
-    """True when the weights train (fine-tuned or scratch); frozen encoders can be cached (rnnlab.features)."""
+    """True when the weights train (fine-tuned or scratch); frozen encoders can be cached (rnnlab.training.features)."""
     max_length: int
     """Tokens kept per text, special tokens included."""
     truncation: str

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from rnnlab.config import RECURRENT_HEADS, HeadConfig
 from rnnlab.errors import UserError
-from rnnlab.heads.attention import TransformerHead
 from rnnlab.heads.base import Head, reverse_padded, valid_lengths
-from rnnlab.heads.conv import TextCNNHead
-from rnnlab.heads.pooling import FNNHead, Pool
+from rnnlab.heads.fnn import FNNHead
+from rnnlab.heads.pooling import Pool
 from rnnlab.heads.recurrent import RecurrentHead, recurrent_class
+from rnnlab.heads.textcnn import TextCNNHead
+from rnnlab.heads.transformer import TransformerHead
 
 __all__ = ["Head", "Pool", "build_head", "reverse_padded", "valid_lengths"]
 

@@ -1,4 +1,4 @@
-"""One pooling module for every head, and the `fnn` head (pooling over token vectors, then an MLP)."""
+"""One masked pooling module for every head: token states `[B, T, H]` → one vector per text `[B, H]`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnlab.config import Pooling
-from rnnlab.heads.base import Head, last_states, valid_lengths, zero_padding
+from rnnlab.heads.base import last_states, valid_lengths, zero_padding
 
 
 class Pool(nn.Module):
@@ -40,16 +40,3 @@ class Pool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, directions={self.directions}"
-
-
-class FNNHead(Head):
-    """`fnn`: pool the token vectors, then Linear(D, hidden) + GELU + Dropout."""
-
-    def __init__(self, input_dim: int, hidden_size: int, dropout: float, pooling: Pooling) -> None:
-        super().__init__()
-        self.out_dim = hidden_size
-        self.pool = Pool(pooling, input_dim)
-        self.mlp = nn.Sequential(nn.Linear(input_dim, hidden_size), nn.GELU(), nn.Dropout(dropout))
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.mlp(self.pool(x, mask))  # [B, D] -> [B, hidden]

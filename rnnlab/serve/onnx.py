@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rnnlab.errors import UserError
-from rnnlab.predict import Labeller
+from rnnlab.serve.predict import Labeller
 
 ONNX_NAME, INT8_NAME = "model.onnx", "model.int8.onnx"
 
@@ -32,7 +32,7 @@ class _Graph(torch.nn.Module):
 
 def export_onnx(run: Path, quantize: bool = False, opset: int = 17) -> Path:
     """Write RUN/model.onnx (and model.int8.onnx with `quantize`), checked against PyTorch."""
-    from rnnlab.predict import Predictor
+    from rnnlab.serve.predict import Predictor
 
     predictor = Predictor.load(run, device="cpu", bf16=False)
     predictor.model = _with_fused_cells(predictor.model, run)
@@ -96,7 +96,7 @@ def _fuse_transformer(path: Path, encoder: torch.nn.Module) -> None:
 
 def _export(graph: torch.nn.Module, example: tuple, path: Path, head: torch.nn.Module, opset: int) -> None:
     """The TorchScript exporter keeps LSTM time axes dynamic; the transformer layer needs the dynamo exporter."""
-    from rnnlab.heads.attention import TransformerHead
+    from rnnlab.heads.transformer import TransformerHead
 
     names = {"input_names": ["ids", "mask"], "output_names": ["logits"]}
     with torch.no_grad():

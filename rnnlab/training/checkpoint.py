@@ -1,4 +1,4 @@
-"""Atomic files and resumable training state, stored as safetensors + JSON (never pickle).
+"""Resumable training state, stored as safetensors + JSON (never pickle).
 
 A training checkpoint is one safetensors file: tensors (model, optimizer moments, torch RNG)
 plus a JSON document in its metadata (step, epoch position, optimizer groups, scheduler, history).
@@ -6,56 +6,14 @@ plus a JSON document in its metadata (step, epoch position, optimizer groups, sc
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save
 
-from rnnlab.errors import UserError
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
-
-
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
-    metadata = {"rnnlab": json.dumps(meta)} if meta is not None else None
-    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata))
-
-
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a safetensors file and its JSON metadata; a missing, truncated or tampered file is a UserError."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("rnnlab")
-        tensors = load_file(str(path))
-        return tensors, json.loads(raw) if raw else {}
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: corrupt or truncated safetensors file ({str(e).splitlines()[0]})") from None
+from rnnlab.model import load_tensors, save_tensors
 
 
 def save_training(path: Path, model_state: dict[str, torch.Tensor], optimizer, scheduler, state: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from rnnlab.memory import peak_mb, reset_peak
+from rnnlab.peak_memory import peak_mb, reset_peak
 
 # A fixed C, not one tuned on test. Word+bigram TF-IDF with sublinear tf is well-regularised around C = 4-10 on
 # review sentiment; a larger C lets the many rare bigrams overfit small training sets.
@@ -45,7 +45,7 @@ def build_baseline(seed: int = 0, C: float = DEFAULT_C) -> tuple[TfidfVectorizer
 
 def _write_atomic(path: Path, text: str) -> None:
     # A reader (the report) never sees a half-written file: write a unique name beside it, then rename in one step.
-    # (rnnlab.checkpoint has the same helper but imports torch, which the baseline must not.)
+    # (rnnlab.training.checkpoint has the same helper but imports torch, which the baseline must not.)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)

@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 
 from rnnlab import runs
-from rnnlab.checkpoint import load_tensors
-from rnnlab.engine import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
-from rnnlab.model import TextClassifier, build_model, load_saved_state
+from rnnlab.model import TextClassifier, build_model, load_saved_state, load_tensors
+from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
 
 
 class Labeller:

@@ -46,7 +46,7 @@ def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str
 
 
 def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str], seeds: int, baseline: bool) -> dict[str, Any]:
-    from rnnlab.train import fit
+    from rnnlab.training.fit import fit
 
     cells = grid_cells(base, grid, encoders, heads, seeds)
     main = int(os.environ.get("RANK", "0")) == 0
@@ -64,14 +64,14 @@ def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str],
         fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False)), resume=resume)
     if not main:
         return {}
-    from rnnlab.report import build_report
+    from rnnlab.compare.report import build_report
 
     return build_report(grid)
 
 
 def baseline_row(base: RunConfig, out: Path) -> None:
     """TF-IDF + logistic regression on exactly the grid's split; skipped when already done."""
-    from rnnlab.baseline import run_baseline
+    from rnnlab.compare.baseline import run_baseline
     from rnnlab.data.split import prepare
 
     if runs.is_finished(out):

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 
 from rnnlab import runs
-from rnnlab.engine import scores
 from rnnlab.errors import UserError
+from rnnlab.metrics import scores
 
 
 def evaluate_run(run: Path, data_file: str | None = None, device: str = "auto") -> dict[str, Any]:
-    from rnnlab.predict import Predictor
+    from rnnlab.serve.predict import Predictor
 
     runs.require_finished(run)
     cfg = runs.read_config(run)

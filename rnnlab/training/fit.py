@@ -17,24 +17,17 @@ import torch
 from tqdm.auto import tqdm
 
 from rnnlab import runs
-from rnnlab.checkpoint import atomic_write_bytes, atomic_write_json, load_tensors, load_training, save_tensors, save_training
 from rnnlab.config import RunConfig
 from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.split import Prepared, prepare
-from rnnlab.distributed import Dist, init_distributed, shutdown
-from rnnlab.engine import (
-    Inputs,
-    Precision,
-    autocast_dtype,
-    batch_stream,
-    configure_math,
-    evaluate,
-    resolve_device,
-    train_steps,
-)
 from rnnlab.errors import UserError
-from rnnlab.memory import peak_mb, reset_peak
-from rnnlab.model import TextClassifier, build_model, count_parameters, load_saved_state, saved_state
+from rnnlab.model import TextClassifier, build_model, count_parameters, load_saved_state, load_tensors, save_tensors, saved_state
+from rnnlab.peak_memory import peak_mb, reset_peak
+from rnnlab.runs import atomic_write_bytes, atomic_write_json
+from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, resolve_device
+from rnnlab.training.checkpoint import load_training, save_training
+from rnnlab.training.distributed import Dist, init_distributed, shutdown
+from rnnlab.training.loop import batch_stream, evaluate, train_steps
 
 
 @dataclass
@@ -150,7 +143,7 @@ def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
 def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist) -> Inputs:
     """Token ids for a trainable encoder; for a frozen transformer, its cached token vectors."""
     from rnnlab.encoders.transformer import TransformerEncoder
-    from rnnlab.features import default_cache_dir, encode_cached
+    from rnnlab.training.features import default_cache_dir, encode_cached
 
     token_ids = encoder.tokenize(data.texts)
     if encoder.trainable or not isinstance(encoder, TransformerEncoder):  # word-vector lookups are cheaper than a cache

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnlab.compare.charts import plot_accuracy, plot_confusions, plot_val_curves
+from rnnlab.compare.stats import mcnemar
+from rnnlab.compare.text import PAIRING_NOTE, render_markdown, summary_paragraph
 from rnnlab.errors import UserError
-from rnnlab.report_charts import plot_accuracy, plot_confusions, plot_val_curves
-from rnnlab.report_text import PAIRING_NOTE, render_markdown, summary_paragraph
-from rnnlab.stats import mcnemar
 
 _RESULT_KEYS = (
     "test_accuracy", "test_macro_f1", "best_epoch", "train_seconds", "reviews_per_s", "peak_memory_mb",

@@ -1,0 +1,1 @@
+"""Serve: load a run and label texts (torch or ONNX), evaluate it, export it."""
