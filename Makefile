@@ -11,6 +11,7 @@ demo: install
 	rnnlab predict runs/default "A moving, beautifully acted film." "Two hours I will never get back."
 
 test: install
+	lint-imports
 	$(PYTHON) -m pytest -q
 
 lint:
