@@ -147,9 +147,16 @@ def test_summarize_run(grid):
 
 
 def test_report_modules_import_with_torch_made_unimportable():
-    # A None entry in sys.modules makes `import torch` raise ImportError, as on a machine without torch.
+    # A finder that refuses torch makes `import torch` raise ImportError, as on a machine without torch.
     modules = "rnnlab.compare.report, rnnlab.compare.text, rnnlab.compare.charts, rnnlab.compare.stats, rnnlab.compare.baseline"
-    code = f"import sys; sys.modules['torch'] = None; import {modules}, rnnlab.runs, rnnlab.metrics"
+    code = (
+        "import sys\n"
+        "class NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch': raise ImportError('torch is unimportable here')\n"
+        "sys.meta_path.insert(0, NoTorch())\n"
+        f"import {modules}, rnnlab.runs, rnnlab.metrics\n"
+    )
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
