@@ -75,3 +75,18 @@ def test_test_labels_never_drive_model_selection(tmp_path):
         results.append((load_file(run / runs.WEIGHTS), (run / runs.METRICS).read_text().count("val_accuracy")))
     (a, epochs_a), (b, epochs_b) = results
     assert epochs_a == epochs_b and all((a[k] == b[k]).all() for k in a)
+
+
+def test_metrics_log_the_scheduled_learning_rate_and_results_record_the_encoders_truth(tmp_path):
+    """metrics.jsonl's lr is the rate warmup and decay set, not the flag; a scratch run is recorded as fine-tuned."""
+    import json
+
+    data, _ = write_data(tmp_path)
+    run = tmp_path / "scratch"
+    args = ["train", "--data", str(data), "--encoder", "scratch", "--embedding-dim", "8", "--vocab-size", "100",
+            "--head", "gru", "--hidden-size", "4", "--epochs", "2", "--lr", "0.01", "--no-progress", "--run-dir", str(run)]  # fmt: skip
+    done = rnnlab(args)
+    assert done.returncode == 0, done.stderr
+    rates = [json.loads(line)["lr"] for line in (run / runs.METRICS).read_text().splitlines()]
+    assert len(rates) == 2 and rates[0] < 0.01 and rates[1] == 0.0  # linear decay ends at zero
+    assert json.loads((run / runs.RESULTS).read_text())["finetune"] is True

@@ -25,7 +25,9 @@ class Encoder(nn.Module):
     pad_id: int
     """Id used to pad `[B, T]` batches."""
     trainable: bool
-    """True when the weights train (fine-tuned or scratch); frozen encoders can be cached (rnnlab.training.features)."""
+    """True when the weights train (fine-tuned or scratch): the single truth for fine-tuning, recorded in results.json."""
+    pretrained: bool = False
+    """True for a pretrained transformer: when it trains, it trains at --encoder-lr."""
     max_length: int
     """Tokens kept per text, special tokens included."""
     truncation: str
@@ -45,6 +47,12 @@ class Encoder(nn.Module):
     def spec(self) -> dict[str, Any]:
         """JSON description from which `load_encoder` rebuilds this encoder."""
         raise NotImplementedError
+
+    @property
+    def cacheable(self) -> bool:
+        """A frozen pretrained transformer runs once per text into the feature cache; word-vector lookups are
+        cheaper than reading a cache, and a trainable encoder must run every step."""
+        return self.pretrained and not self.trainable
 
     def cache_key(self) -> str:
         """Changes whenever the features of the same token ids would change."""

@@ -36,7 +36,7 @@ class TransformerEncoder(Encoder):
         source = packaged_minilm_path() if name == "minilm" else name
         hf_tokenizer, self.model, self.folder = _load_pretrained(source, name)
         self.model.requires_grad_(finetune)
-        self.trainable = finetune
+        self.trainable, self.pretrained = finetune, True
         self.dim = int(getattr(self.model.config, "hidden_size", None) or self.model.config.d_model)
         self.pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
         self.max_length = min(max_length, *_position_limits(hf_tokenizer, self.model.config))

@@ -142,11 +142,10 @@ def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
 
 def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist) -> Inputs:
     """Token ids for a trainable encoder; for a frozen transformer, its cached token vectors."""
-    from rnnlab.encoders.transformer import TransformerEncoder
     from rnnlab.training.features import default_cache_dir, encode_cached
 
     token_ids = encoder.tokenize(data.texts)
-    if encoder.trainable or not isinstance(encoder, TransformerEncoder):  # word-vector lookups are cheaper than a cache
+    if not encoder.cacheable:
         return Inputs(token_ids, encoder.pad_id)
     cache = Path(cfg.encoder.cache_dir) if cfg.encoder.cache_dir else default_cache_dir()
     store = encode_cached(
@@ -159,9 +158,7 @@ def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist
 def _optimizer(cfg: RunConfig, model: TextClassifier) -> torch.optim.AdamW:
     """AdamW with a separate rate for a fine-tuned pretrained encoder, and no decay on biases and norms."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    from rnnlab.encoders.transformer import TransformerEncoder
-
-    pretrained = isinstance(model.encoder, TransformerEncoder)
+    pretrained = model.encoder.pretrained
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -198,7 +195,7 @@ def _train(s: Setup, resume: bool) -> TrainState:
     while state.epoch < cfg.epochs and not _done(s, state):
         batches = [[int(train_idx[i]) for i in batch] for batch in sampler.batches(state.epoch)]
         _run_epoch(s, state, batches, ddp, optimizer, scheduler)
-        _end_epoch(s, state)
+        _end_epoch(s, state, lr=_head_lr(optimizer, s.cfg.train.lr))
         _save_checkpoint(s, state, optimizer, scheduler)
     return state
 
@@ -249,14 +246,19 @@ def _done(s: Setup, state: TrainState) -> bool:
     return stopped_early or (s.cfg.train.max_steps is not None and state.step >= s.cfg.train.max_steps)
 
 
-def _end_epoch(s: Setup, state: TrainState) -> None:
+def _head_lr(optimizer: torch.optim.Optimizer, configured: float) -> float:
+    """The head's learning rate as the scheduler last set it (warmup and decay move it every step)."""
+    return next(g["lr"] for g in optimizer.param_groups if g["initial_lr"] == configured)
+
+
+def _end_epoch(s: Setup, state: TrainState, *, lr: float) -> None:
     """Validate, keep the best weights, record the epoch, and move to the next one."""
     val = evaluate(s.model, s.inputs, s.data.split["val"], s.labels, len(s.data.label_names), s.prec, s.dist)
     totals = s.dist.all_reduce_sum(torch.tensor([state.loss_sum, state.seen], dtype=torch.float64))
     state.epoch, state.position = state.epoch + 1, 0
     row = {"epoch": state.epoch, "step": state.step, "train_loss": totals[0].item() / max(totals[1].item(), 1),
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
-           "lr": s.cfg.train.lr, "seconds": round(state.loop_seconds, 2)}  # fmt: skip
+           "lr": lr, "seconds": round(state.loop_seconds, 2)}  # fmt: skip
     state.history.append(row)
     state.loss_sum, state.seen = 0.0, 0
     if val["accuracy"] > state.best_accuracy:
@@ -300,7 +302,7 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
                "train_seconds": round(state.loop_seconds, 2),
                "reviews_per_s": round(state.total_seen * s.dist.world_size / max(state.loop_seconds, 1e-9), 2),
                "peak_memory_mb": round(peak_mb(), 1), "params_trainable": trainable, "params_total": total,
-               "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.cfg.encoder.finetune,
+               "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.model.encoder.trainable,
                "seed": s.cfg.train.seed, "split_hash": s.split_hash}  # fmt: skip
     if s.dist.is_main:
         _write_predictions(s, test_idx, test["probs"])
