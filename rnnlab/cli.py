@@ -42,6 +42,10 @@ class EvaluateArgs:
     run: Positional[str]
     data: str | None = None
     """CSV, TSV or JSONL file to evaluate on (default: the run's test split)."""
+    text_column: str | None = None
+    """Column of --data holding the text (default: the run's --text-column)."""
+    label_column: str | None = None
+    """Column of --data holding the label (default: the run's --label-column)."""
     device: str = "auto"
     """Device to run on."""
 
@@ -64,6 +68,8 @@ class PredictArgs:
     """`onnx` runs the graph written by `rnnlab export` under onnxruntime."""
     quantize: bool = False
     """With --engine onnx: use the int8 dynamically quantized graph."""
+    progress: bool = True
+    """Progress bar on stderr with --file (--no-progress turns it off)."""
 
 
 @dataclass
@@ -118,7 +124,10 @@ def _train(args: TrainArgs) -> None:
 def _evaluate(args: EvaluateArgs) -> None:
     from rnnlab.serve.evaluate import evaluate_run
 
-    result = evaluate_run(Path(args.run), args.data, args.device)
+    if args.data is None and (args.text_column or args.label_column):
+        raise UserError("--text-column and --label-column name the columns of --data; pass --data too")
+    columns = {"text_column": args.text_column, "label_column": args.label_column}
+    result = evaluate_run(Path(args.run), args.data, args.device, columns=columns)
     print(json.dumps(result, indent=2))
 
 
@@ -133,7 +142,7 @@ def _predict(args: PredictArgs) -> None:
         predictor = rnnlab.load(args.run, device=args.device)
     predictor.batch_size = args.batch_size
     rows = predictor.stream(_texts(args))
-    if args.file not in (None, "-"):  # a progress bar on stderr (a terminal only), so stdout stays the labels
+    if args.progress and args.file not in (None, "-"):  # a progress bar on stderr (a terminal only), so stdout stays the labels
         from tqdm.auto import tqdm
 
         with Path(args.file).open("rb") as f:
@@ -159,6 +168,9 @@ def _texts(args: PredictArgs):
 
 def _compare(args: CompareArgs) -> None:
     from rnnlab.compare.grid import run_grid
+
+    if args.run.run_dir is not None:
+        raise UserError("--run-dir is not a compare option: every cell gets its own folder under --grid")
 
     split = lambda value: [v.strip() for v in value.split(",") if v.strip()]  # noqa: E731
     report = run_grid(args.run, Path(args.grid), split(args.encoders), split(args.heads), args.seeds, args.baseline)

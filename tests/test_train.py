@@ -84,7 +84,8 @@ def test_metrics_log_the_scheduled_learning_rate_and_results_record_the_encoders
     data, _ = write_data(tmp_path)
     run = tmp_path / "scratch"
     args = ["train", "--data", str(data), "--encoder", "scratch", "--embedding-dim", "8", "--vocab-size", "100",
-            "--head", "gru", "--hidden-size", "4", "--epochs", "2", "--lr", "0.01", "--no-progress", "--run-dir", str(run)]  # fmt: skip
+            "--head", "gru", "--hidden-size", "4", "--epochs", "2", "--lr", "0.01", "--no-progress",
+            "--run-dir", str(run)]  # fmt: skip
     done = rnnlab(args)
     assert done.returncode == 0, done.stderr
     rates = [json.loads(line)["lr"] for line in (run / runs.METRICS).read_text().splitlines()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,17 @@ from rnnlab.errors import UserError
 from rnnlab.metrics import scores
 
 
-def evaluate_run(run: Path, data_file: str | None = None, device: str = "auto") -> dict[str, Any]:
+def evaluate_run(
+    run: Path, data_file: str | None = None, device: str = "auto", *, columns: dict[str, str | None] | None = None
+) -> dict[str, Any]:
+    """Score `run` on its test split, or on `data_file` (whose columns default to the run's own)."""
     from rnnlab.serve.predict import Predictor
 
     runs.require_finished(run)
     cfg = runs.read_config(run)
     predictor = Predictor.load(run, device=device)
+    names = {k: v for k, v in (columns or {}).items() if v}
+    cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, **names))
     texts, labels, source = _labelled_texts(run, cfg, data_file, predictor.label_names)
     probs = predictor.predict_proba(texts)
     c = len(predictor.label_names)
@@ -41,7 +47,8 @@ def _labelled_texts(run: Path, cfg, data_file: str | None, names: list[str]) -> 
         return [data.texts[i] for i in test], data.labels[test], f"{cfg.dataset.data} (test split)"
     examples = read_examples(data_file, cfg.dataset.text_column, cfg.dataset.label_column)
     index = {name: i for i, name in enumerate(names)}
-    for row, label in enumerate(examples.labels, start=1):
+    first = 1 if str(data_file).endswith(".jsonl") else 2  # a CSV/TSV header is row 1, as in data/readers.py
+    for row, label in enumerate(examples.labels, start=first):
         if label not in index:
             raise UserError(f"{data_file}: row {row} has label {label!r}, which the run never saw (labels: {', '.join(names)})")
     return examples.texts, np.asarray([index[label] for label in examples.labels]), data_file
