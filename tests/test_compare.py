@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_resume import rnnlab, write_data
+from conftest import rnnlab, write_data
 
 from rnnlab import runs
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 import torch
+from conftest import write_data
 from safetensors.torch import load_file
-from test_resume import write_data  # tests/ is on sys.path (pytest prepends it: no __init__.py)
 
 from rnnlab import runs
 from rnnlab.data.batching import LengthBucketSampler, shard

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import string
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,29 +17,6 @@ from rnnlab.errors import UserError
 
 CLS, SEP = 2, 3
 LETTERS = list(string.ascii_lowercase)
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A BERT folder as `save_pretrained` writes it: vocab 99, hidden 32, 2 layers."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *LETTERS, *("##" + c for c in LETTERS), *".,!?'"]
-    vocab += [f"[unused{i}]" for i in range(99 - len(vocab))]
-    tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)]
-    )
-    specials = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
-    PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=64, **specials).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
-    BertModel(config).save_pretrained(folder)
-    return folder
 
 
 def encode(encoder: Encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,10 +96,8 @@ def test_packaged_minilm_loads():
 
 def test_unavailable_model_fails_fast_with_a_hint(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
     with pytest.raises(UserError, match="huggingface-cli download roberta-base"):
         build_encoder(EncoderConfig(encoder="roberta-base", finetune=False), DataConfig())
-    assert time.perf_counter() - start < 5
     with pytest.raises(UserError, match="not found"):
         build_encoder(EncoderConfig(encoder="./no/such/model", finetune=False), DataConfig())
 

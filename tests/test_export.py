@@ -9,11 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
-from test_encoders import tiny_bert  # noqa: E402, F401  (the shared tiny BERT fixture)
-
 from rnnlab import runs  # noqa: E402
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, TrainConfig  # noqa: E402
@@ -89,7 +84,7 @@ def test_other_heads_export_matches_pytorch(data_file, tmp_path, head):
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
 
 
-def test_bert_encoder_exports_with_fused_attention_and_matches_pytorch(data_file, tmp_path, tiny_bert):  # noqa: F811
+def test_bert_encoder_exports_with_fused_attention_and_matches_pytorch(data_file, tmp_path, tiny_bert):
     import onnx
 
     run = _train(data_file, tmp_path / "bert", "bilstm", encoder=EncoderConfig(encoder=str(tiny_bert), finetune=True))

@@ -6,18 +6,14 @@ RNNLAB_TEST_KILL_AT_STEP hook in rnnlab.training.fit, so the step is determinist
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import random
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from conftest import rnnlab, train_args, write_data
 from safetensors.torch import load_file
 
 from rnnlab import cli, runs
@@ -26,41 +22,6 @@ from rnnlab.runs import atomic_write_bytes
 TIMING = {"seconds", "train_seconds", "reviews_per_s", "peak_memory_mb"}
 # 57 training texts in batches of 8: 8 steps per epoch, 16 in all; checkpoints at steps 3, 6, 9, 12, 15 and epoch ends.
 KILL_STEPS = (4, 8, 13)  # mid-epoch, the last step of epoch 1 (before validation), and inside epoch 2
-
-
-def write_data(folder: Path) -> tuple[Path, Path]:
-    """80 short reviews (two classes, one cue word each) and a 6-dimensional GloVe file covering their words."""
-    rng = random.Random(0)
-    cues = {"pos": "good great fine lovely superb".split(), "neg": "bad awful poor boring dull".split()}
-    filler = "the movie was a film plot actor story and it".split()
-    rows = []
-    for i in range(80):
-        label = "pos" if i % 2 else "neg"
-        words = [rng.choice(filler) for _ in range(rng.randint(3, 12))] + [rng.choice(cues[label])]
-        rng.shuffle(words)
-        rows.append((" ".join(words) + f" {i}", label))
-    data = folder / "reviews.csv"
-    with data.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([("text", "label"), *rows])
-    vectors = np.random.default_rng(0).normal(size=(len(filler) + 10, 6))
-    glove = folder / "glove.txt"
-    words = [*filler, *cues["pos"], *cues["neg"]]
-    glove.write_text("".join(w + " " + " ".join(f"{x:.4f}" for x in v) + "\n" for w, v in zip(words, vectors)))
-    return data, glove
-
-
-def train_args(data: Path, encoder: str | Path, run: Path) -> list[str]:
-    return ["train", "--data", str(data), "--encoder", str(encoder), "--head", "gru", "--hidden-size", "8",
-            "--embedding-dim", "8", "--vocab-size", "100", "--max-length", "16", "--epochs", "2", "--batch-size", "8",
-            "--dropout", "0.3", "--checkpoint-every", "3", "--no-progress", "--no-bf16", "--run-dir", str(run)]  # fmt: skip
-
-
-def rnnlab(args: list[str], kill_at: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    env.pop("RNNLAB_TEST_KILL_AT_STEP", None)
-    if kill_at is not None:
-        env["RNNLAB_TEST_KILL_AT_STEP"] = str(kill_at)
-    return subprocess.run([sys.executable, "-m", "rnnlab", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def outcome(run: Path) -> tuple[list[dict], dict, dict[str, torch.Tensor], str]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import rnnlab, train_args, write_data
 from safetensors.torch import load_file
-from test_resume import rnnlab, train_args, write_data
 
 from rnnlab import runs
 

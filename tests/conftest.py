@@ -1,0 +1,76 @@
+"""Shared tiny fixtures and helpers: tests import nothing from each other, only from here."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+LETTERS = list(string.ascii_lowercase)
+CLS, SEP = 2, 3  # the tiny BERT's special-token ids
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A BERT folder as `save_pretrained` writes it: vocab 99, hidden 32, 2 layers."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *LETTERS, *("##" + c for c in LETTERS), *".,!?'"]
+    vocab += [f"[unused{i}]" for i in range(99 - len(vocab))]
+    tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)]
+    )
+    specials = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]"}
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=64, **specials).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def write_data(folder: Path) -> tuple[Path, Path]:
+    """80 short reviews (two classes, one cue word each) and a 6-dimensional GloVe file covering their words."""
+    rng = random.Random(0)
+    cues = {"pos": "good great fine lovely superb".split(), "neg": "bad awful poor boring dull".split()}
+    filler = "the movie was a film plot actor story and it".split()
+    rows = []
+    for i in range(80):
+        label = "pos" if i % 2 else "neg"
+        words = [rng.choice(filler) for _ in range(rng.randint(3, 12))] + [rng.choice(cues[label])]
+        rng.shuffle(words)
+        rows.append((" ".join(words) + f" {i}", label))
+    data = folder / "reviews.csv"
+    with data.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    vectors = np.random.default_rng(0).normal(size=(len(filler) + 10, 6))
+    glove = folder / "glove.txt"
+    words = [*filler, *cues["pos"], *cues["neg"]]
+    glove.write_text("".join(w + " " + " ".join(f"{x:.4f}" for x in v) + "\n" for w, v in zip(words, vectors)))
+    return data, glove
+
+
+def train_args(data: Path, encoder: str | Path, run: Path) -> list[str]:
+    return ["train", "--data", str(data), "--encoder", str(encoder), "--head", "gru", "--hidden-size", "8",
+            "--embedding-dim", "8", "--vocab-size", "100", "--max-length", "16", "--epochs", "2", "--batch-size", "8",
+            "--dropout", "0.3", "--checkpoint-every", "3", "--no-progress", "--no-bf16", "--run-dir", str(run)]  # fmt: skip
+
+
+def rnnlab(args: list[str], kill_at: int | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("RNNLAB_TEST_KILL_AT_STEP", None)
+    if kill_at is not None:
+        env["RNNLAB_TEST_KILL_AT_STEP"] = str(kill_at)
+    return subprocess.run([sys.executable, "-m", "rnnlab", *args], env=env, capture_output=True, text=True, timeout=120)
