@@ -19,29 +19,15 @@ import sys
 import time
 from pathlib import Path
 
+from rnnlab.presets import PRESETS as CONFIGS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_MD = ROOT / "docs" / "results.md"
-
-# name → rnnlab train flags; every entry is a configuration someone measured for a reason given in results.md.
-CONFIGS: dict[str, list[str]] = {
-    "frozen-bilstm": ["--no-finetune", "--head", "bilstm", "--epochs", "6"],
-    "frozen-bilstm-head": ["--no-finetune", "--head", "bilstm", "--epochs", "6", "--truncation", "head"],
-    "frozen-bilstm-attention": ["--no-finetune", "--head", "bilstm", "--pooling", "attention", "--epochs", "6"],
-    "frozen-bilstm-max": ["--no-finetune", "--head", "bilstm", "--pooling", "max", "--epochs", "6"],
-    "frozen-fnn": ["--no-finetune", "--head", "fnn", "--epochs", "6"],
-    "glove-bilstm": ["--encoder", "glove", "--head", "bilstm", "--epochs", "10", "--max-length", "400"],
-    "glove-bilstm-max": ["--encoder", "glove", "--head", "bilstm", "--pooling", "max", "--epochs", "10", "--max-length", "400"],
-    "finetune-bilstm": ["--finetune", "--head", "bilstm", "--epochs", "3"],
-    "finetune-bilstm-6ep": ["--finetune", "--head", "bilstm", "--epochs", "6"],
-    "finetune-bilstm-512": ["--finetune", "--head", "bilstm", "--epochs", "3", "--max-length", "512"],
-    "finetune-fnn": ["--finetune", "--head", "fnn", "--epochs", "3"],
-    "finetune-gru": ["--finetune", "--head", "gru", "--epochs", "3"],
-}
 
 
 def run_config(name: str, fraction: float, extra: list[str], runs: Path) -> dict:
     run = runs / f"{name}-f{fraction}"
-    cmd = [sys.executable, "-m", "rnnlab", "train", *CONFIGS[name], *extra, "--fraction", str(fraction),
+    cmd = [sys.executable, "-m", "rnnlab", "train", "--preset", name, *extra, "--fraction", str(fraction),
            "--run-dir", str(run), "--overwrite", "--no-progress"]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)

@@ -20,6 +20,7 @@ import tyro
 
 from rnnlab.config import EncoderConfig, RunConfig
 from rnnlab.errors import UserError
+from rnnlab.presets import expand as expand_presets
 
 Positional = tyro.conf.Positional
 
@@ -31,6 +32,8 @@ class TrainArgs:
     run: RunConfig = field(default_factory=RunConfig)
     config: str | None = None
     """JSON config to start from (a run's config.json or hand-written); other flags override it."""
+    preset: str | None = None
+    """Named configuration to start from (rnnlab/presets.py, e.g. `finetune-bilstm`); other flags override it."""
     resume: str | None = None
     """Continue the unfinished run in this folder from its last checkpoint."""
 
@@ -221,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         name, (kind, handler), rest = _command(argv)
+        rest = expand_presets(rest) if kind is TrainArgs else rest
         handler(_parse(kind, rest, f"rnnlab {name}"))
     except UserError as e:
         print(f"rnnlab: error: {e}", file=sys.stderr)

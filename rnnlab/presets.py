@@ -1,0 +1,36 @@
+"""Named configurations: `rnnlab train --preset NAME [flags]` starts from a preset's flags, later flags override.
+
+Every entry is a configuration measured for a reason given in docs/results.md (benchmarks/imdb.py runs them).
+"""
+
+from __future__ import annotations
+
+from rnnlab.errors import UserError
+
+PRESETS: dict[str, list[str]] = {
+    "frozen-bilstm": ["--no-finetune", "--head", "bilstm", "--epochs", "6"],
+    "frozen-bilstm-head": ["--no-finetune", "--head", "bilstm", "--epochs", "6", "--truncation", "head"],
+    "frozen-bilstm-attention": ["--no-finetune", "--head", "bilstm", "--pooling", "attention", "--epochs", "6"],
+    "frozen-bilstm-max": ["--no-finetune", "--head", "bilstm", "--pooling", "max", "--epochs", "6"],
+    "frozen-fnn": ["--no-finetune", "--head", "fnn", "--epochs", "6"],
+    "glove-bilstm": ["--encoder", "glove", "--head", "bilstm", "--epochs", "10", "--max-length", "400"],
+    "glove-bilstm-max": ["--encoder", "glove", "--head", "bilstm", "--pooling", "max", "--epochs", "10", "--max-length", "400"],
+    "finetune-bilstm": ["--finetune", "--head", "bilstm", "--epochs", "3"],
+    "finetune-bilstm-6ep": ["--finetune", "--head", "bilstm", "--epochs", "6"],
+    "finetune-bilstm-512": ["--finetune", "--head", "bilstm", "--epochs", "3", "--max-length", "512"],
+    "finetune-fnn": ["--finetune", "--head", "fnn", "--epochs", "3"],
+    "finetune-gru": ["--finetune", "--head", "gru", "--epochs", "3"],
+}
+
+
+def expand(args: list[str]) -> list[str]:
+    """Put the flags of `--preset NAME` first, so that the user's own flags (which keep `--preset NAME`) win."""
+    if "--preset" not in args:
+        return args
+    i = args.index("--preset")
+    if i + 1 >= len(args):
+        raise UserError(f"--preset needs a name; choose from: {', '.join(PRESETS)}")
+    name = args[i + 1]
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
+    return [*PRESETS[name], *args]
