@@ -117,7 +117,7 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
     with tempfile.TemporaryDirectory() as cache:
         store = encode_cached(encoder, texts, token_ids, Path(cache), device=device, autocast_dtype=prec.dtype, progress=False)
         inputs, y = Inputs(token_ids, encoder.pad_id, store), torch.as_tensor(labels)
-        batches = {b: LengthBucketSampler(inputs.lengths, b, True, 0).batches(0) for b in {16, *wide_batches}}
+        batches = {b: LengthBucketSampler(inputs.lengths, b, shuffle=True, seed=0).batches(0) for b in {16, *wide_batches}}
         variants = [(h, 128, False, 16) for h in HEADS] + [("bilstm", 256, False, b) for b in wide_batches]
         variants += [(h, 128, True, 16) for h in compile_heads]
         trainers, meters = {}, {}

@@ -146,7 +146,7 @@ class Rnnlab:
         self.train_inputs = Inputs(self.token_ids, self.encoder.pad_id, store)
 
     def batches(self, train_idx: list[int], seed: int = 0, epoch: int = 0) -> list[list[int]]:
-        sampler = LengthBucketSampler([len(self.token_ids[i]) for i in train_idx], BATCH, True, seed)
+        sampler = LengthBucketSampler([len(self.token_ids[i]) for i in train_idx], BATCH, shuffle=True, seed=seed)
         return [[train_idx[i] for i in batch] for batch in sampler.batches(epoch)]
 
     def train_batches(self, batches: list[list[int]]) -> None:

@@ -247,9 +247,9 @@ def lengths():
 def test_bucket_sampler_is_deterministic_and_covers_every_epoch(lengths):
     sampler = LengthBucketSampler(lengths, batch_size=8, shuffle=True, seed=5)
     epoch0 = sampler.batches(0)
-    assert epoch0 == LengthBucketSampler(lengths, 8, True, seed=5).batches(0)
+    assert epoch0 == LengthBucketSampler(lengths, 8, shuffle=True, seed=5).batches(0)
     assert epoch0 != sampler.batches(1)
-    assert epoch0 != LengthBucketSampler(lengths, 8, True, seed=6).batches(0)
+    assert epoch0 != LengthBucketSampler(lengths, 8, shuffle=True, seed=6).batches(0)
     for epoch in range(3):
         batches = sampler.batches(epoch)
         assert len(batches) == len(sampler)
@@ -262,8 +262,8 @@ def test_bucket_sampler_min_batch_merges_the_short_last_batch():
     for epoch in range(3):
         sizes = sorted(len(batch) for batch in sampler.batches(epoch))
         assert sizes == [8, 9]
-    assert [len(b) for b in LengthBucketSampler(list(range(20)), 8, False, min_batch=4).batches(0)] == [8, 8, 4]
-    assert LengthBucketSampler([3, 1], 8, False, min_batch=4).batches(0) == [[1, 0]]
+    assert [len(b) for b in LengthBucketSampler(list(range(20)), 8, shuffle=False, min_batch=4).batches(0)] == [8, 8, 4]
+    assert LengthBucketSampler([3, 1], 8, shuffle=False, min_batch=4).batches(0) == [[1, 0]]
     with pytest.raises(ValueError):
         LengthBucketSampler([1, 2], batch_size=4, shuffle=False, min_batch=5)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 
 import numpy as np
@@ -20,7 +19,6 @@ RECURRENT = ["rnn", "gru", "lstm", "bilstm", "bigru"]
 POOLINGS = ["last", "mean", "max", "attention"]
 D, H = 7, 6
 EXPECTED_OUT_DIM = {"bilstm": 2 * H, "bigru": 2 * H, "textcnn": 3 * H}
-HAS_CELLS = importlib.util.find_spec("rnnlab.cells") is not None
 
 
 def make_head(head: str, pooling: str | None = None, layers: int = 2, impl: str = "torch", **kw) -> Head:
@@ -134,7 +132,6 @@ def test_reverse_padded_reverses_only_the_real_tokens():
     torch.testing.assert_close(reverse_padded(reverse_padded(x, lengths), lengths), x)
 
 
-@pytest.mark.skipif(not HAS_CELLS, reason="rnnlab.cells (from-scratch cells) is not in the package yet")
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 @pytest.mark.parametrize("head", RECURRENT)
 def test_scratch_cells_match_torch_cells(head, pooling):

@@ -24,7 +24,7 @@ class LengthBucketSampler:
     before it, so that each of `min_batch` ranks gets at least one item (unless there are fewer items in all).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0, min_batch: int = 1):
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int = 0, min_batch: int = 1):
         if batch_size < 1 or not 1 <= min_batch <= batch_size:
             raise ValueError(f"need 1 <= min_batch <= batch_size, got min_batch={min_batch}, batch_size={batch_size}")
         self.lengths = np.asarray(lengths, dtype=np.int64)

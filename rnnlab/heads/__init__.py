@@ -21,9 +21,10 @@ over time in Python, so a traced export would fix the sequence length: export wi
 
 from __future__ import annotations
 
+from rnnlab.cells import reverse_padded
 from rnnlab.config import RECURRENT_HEADS, HeadConfig
 from rnnlab.errors import UserError
-from rnnlab.heads.base import Head, reverse_padded, valid_lengths
+from rnnlab.heads.base import Head, valid_lengths
 from rnnlab.heads.fnn import FNNHead
 from rnnlab.heads.pooling import Pool
 from rnnlab.heads.recurrent import RecurrentHead, recurrent_class
@@ -46,7 +47,8 @@ def build_head(cfg: HeadConfig, input_dim: int) -> Head:
     if cfg.head in RECURRENT_HEADS:
         cell, bidirectional = _PRESETS.get(cfg.head, (cfg.head, False))
         cls = recurrent_class(cell, cfg.impl)
-        return RecurrentHead(cls, input_dim, cfg.hidden_size, cfg.layers, bidirectional, cfg.dropout, pooling)
+        return RecurrentHead(cls, input_dim, hidden_size=cfg.hidden_size, layers=cfg.layers,
+                             bidirectional=bidirectional, dropout=cfg.dropout, pooling=pooling)  # fmt: skip
     if cfg.head == "fnn":
         return FNNHead(input_dim, cfg.hidden_size, cfg.dropout, pooling)
     if cfg.head == "textcnn":

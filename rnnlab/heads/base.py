@@ -31,18 +31,6 @@ def zero_padding(x: Tensor, mask: Tensor) -> Tensor:
     return x.masked_fill(~mask.unsqueeze(-1), 0.0)  # [B, T, D]
 
 
-def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
-    """Reverse the first `lengths[b]` positions of every row of `x [B, T, ...]`, leaving the padding in place.
-
-    Applying it twice gives `x` back, which is how a backward recurrent direction maps its outputs home.
-    """
-    steps = torch.arange(x.size(1), device=x.device).unsqueeze(0)  # [1, T]
-    n = lengths.unsqueeze(1)  # [B, 1]
-    index = torch.where(steps < n, n - 1 - steps, steps)  # [B, T]
-    index = index.view(index.shape + (1,) * (x.dim() - 2)).expand_as(x)  # [B, T, ...]
-    return x.gather(1, index)
-
-
 def last_states(x: Tensor, lengths: Tensor, directions: int = 1) -> Tensor:
     """The final state of each direction: `[B, T, dirs*H] -> [B, dirs*H]`.
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnnlab.cells import reverse_padded
 from rnnlab.config import Pooling
-from rnnlab.heads.base import Head, reverse_padded, valid_lengths, zero_padding
+from rnnlab.heads.base import Head, valid_lengths, zero_padding
 from rnnlab.heads.pooling import Pool
 
 CELL_NAMES = {"rnn": "RNN", "gru": "GRU", "lstm": "LSTM"}
@@ -25,7 +26,6 @@ def recurrent_class(cell: str, impl: str) -> type[nn.Module]:
     """torch.nn.RNN/GRU/LSTM, or the rnnlab.cells class with the same constructor and call signature."""
     if impl == "torch":
         return getattr(nn, CELL_NAMES[cell])
-    # Imported here so that heads import (and the torch path works) without the optional from-scratch cells.
     from rnnlab import cells
 
     return getattr(cells, CELL_NAMES[cell])
@@ -43,6 +43,7 @@ class RecurrentHead(Head):
         self,
         cls: type[nn.Module],
         input_dim: int,
+        *,
         hidden_size: int,
         layers: int,
         bidirectional: bool,

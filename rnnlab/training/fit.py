@@ -28,6 +28,7 @@ from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, re
 from rnnlab.training.checkpoint import load_training, save_training
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
 from rnnlab.training.loop import batch_stream, evaluate, train_steps
+from rnnlab.training.optim import head_lr, make_optimizer, make_schedule
 
 
 @dataclass
@@ -155,47 +156,21 @@ def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist
     return Inputs(token_ids, encoder.pad_id, store)
 
 
-def _optimizer(cfg: RunConfig, model: TextClassifier) -> torch.optim.AdamW:
-    """AdamW with a separate rate for a fine-tuned pretrained encoder, and no decay on biases and norms."""
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    pretrained = model.encoder.pretrained
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        lr = cfg.train.encoder_lr if pretrained and name.startswith("encoder.") else cfg.train.lr
-        decay = cfg.train.weight_decay if p.ndim >= 2 and "embed" not in name else 0.0
-        groups.setdefault((lr, decay), []).append(p)
-    # The fused kernel updates all tensors in one pass: 0.035 s a step instead of 0.15 s for MiniLM's 22.7M weights.
-    return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()], fused=True)
-
-
-def _schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over the first `warmup` share of steps, then linear decay to zero."""
-    warm = max(1, int(total_steps * warmup))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _train(s: Setup, resume: bool) -> TrainState:
     cfg, train_idx = s.cfg.train, s.data.split["train"]
     # The batches must not depend on the world size: N processes then take exactly the steps one process
     # takes, and a checkpoint's position names the same batches whatever the world size on resume.
-    sampler = LengthBucketSampler(s.inputs.lengths[train_idx], cfg.batch_size, True, cfg.seed)
-    steps_per_epoch = len(sampler.batches(0))
+    sampler = LengthBucketSampler(s.inputs.lengths[train_idx], cfg.batch_size, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = len(sampler)
     ddp = _wrap(s.model, s.dist)
-    optimizer = _optimizer(s.cfg, s.model)
+    optimizer = make_optimizer(s.cfg, s.model)
     total = steps_per_epoch * cfg.epochs
-    scheduler = _schedule(optimizer, min(cfg.max_steps or total, total), cfg.warmup)
+    scheduler = make_schedule(optimizer, min(cfg.max_steps or total, total), cfg.warmup)
     state = _load_checkpoint(s, optimizer, scheduler) if resume else TrainState()
     while state.epoch < cfg.epochs and not _done(s, state):
         batches = [[int(train_idx[i]) for i in batch] for batch in sampler.batches(state.epoch)]
         _run_epoch(s, state, batches, ddp, optimizer, scheduler)
-        _end_epoch(s, state, lr=_head_lr(optimizer, s.cfg.train.lr))
+        _end_epoch(s, state, lr=head_lr(optimizer, s.cfg.train.lr))
         _save_checkpoint(s, state, optimizer, scheduler)
     return state
 
@@ -244,11 +219,6 @@ def _wrap(model: TextClassifier, dist: Dist) -> torch.nn.Module:
 def _done(s: Setup, state: TrainState) -> bool:
     stopped_early = state.bad_epochs >= s.cfg.train.patience
     return stopped_early or (s.cfg.train.max_steps is not None and state.step >= s.cfg.train.max_steps)
-
-
-def _head_lr(optimizer: torch.optim.Optimizer, configured: float) -> float:
-    """The head's learning rate as the scheduler last set it (warmup and decay move it every step)."""
-    return next(g["lr"] for g in optimizer.param_groups if g["initial_lr"] == configured)
 
 
 def _end_epoch(s: Setup, state: TrainState, *, lr: float) -> None:
