@@ -31,7 +31,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Meter, load, machine, sync, table, use_all_cores, write_section  # noqa: E402
 
-HEADS = ["fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer"]
 MODES = ["torch fp32", "torch bf16", "onnx", "onnx int8"]
 
 
@@ -118,6 +117,8 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
         store = encode_cached(encoder, texts, token_ids, Path(cache), device=device, autocast_dtype=prec.dtype, progress=False)
         inputs, y = Inputs(token_ids, encoder.pad_id, store), torch.as_tensor(labels)
         batches = {b: LengthBucketSampler(inputs.lengths, b, shuffle=True, seed=0).batches(0) for b in {16, *wide_batches}}
+        from rnnlab.heads import HEADS
+
         variants = [(h, 128, False, 16) for h in HEADS] + [("bilstm", 256, False, b) for b in wide_batches]
         variants += [(h, 128, True, 16) for h in compile_heads]
         trainers, meters = {}, {}

@@ -14,11 +14,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import tyro
 
-from rnnlab.config import EncoderConfig, RunConfig
+from rnnlab.config import EncoderConfig, HeadName, RunConfig
 from rnnlab.errors import UserError
 from rnnlab.presets import expand as expand_presets
 
@@ -94,7 +94,7 @@ class CompareArgs:
     run: RunConfig = field(default_factory=lambda: RunConfig(encoder=EncoderConfig(finetune=False)))
     encoders: str = "minilm,glove"
     """Comma-separated encoders (any --encoder value)."""
-    heads: str = "fnn,rnn,gru,lstm,bilstm,bigru,textcnn,transformer"
+    heads: str = ",".join(get_args(HeadName))
     """Comma-separated heads."""
     seeds: int = 3
     """Seeds per cell (mean ± std in the table)."""

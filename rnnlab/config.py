@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from rnnlab.errors import UserError
 
+# The head names, typed for the CLI and the JSON loader; what each name means lives in rnnlab/heads/ alone.
 HeadName = Literal["fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer"]
 Pooling = Literal["last", "mean", "max", "attention"]
-RECURRENT_HEADS = ("rnn", "gru", "lstm", "bilstm", "bigru")
 
 
 @dataclass
@@ -87,14 +87,6 @@ class HeadConfig:
             raise UserError("--hidden-size and --layers must be positive")
         if not 0 <= self.dropout < 1:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
-
-    @property
-    def resolved_pooling(self) -> Pooling:
-        if self.pooling is not None:
-            return self.pooling
-        if self.head in RECURRENT_HEADS:
-            return "last"
-        return "max" if self.head == "textcnn" else "mean"
 
 
 @dataclass

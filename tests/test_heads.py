@@ -12,9 +12,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnlab.config import HeadConfig
 from rnnlab.errors import UserError
-from rnnlab.heads import Head, build_head, reverse_padded
+from rnnlab.heads import HEADS, Head, build_head, reverse_padded
 
-HEADS = ["fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer"]
 RECURRENT = ["rnn", "gru", "lstm", "bilstm", "bigru"]
 POOLINGS = ["last", "mean", "max", "attention"]
 D, H = 7, 6

@@ -8,9 +8,9 @@ import torch
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig
 from rnnlab.data.batching import collate
 from rnnlab.encoders import build_encoder
+from rnnlab.heads import HEADS
 from rnnlab.model import build_model
 
-HEADS = ["fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer"]
 TEXTS = ["a wonderful film", "dull and far too long", "I loved every minute", "a waste of two hours",
          "great acting, great story", "the plot makes no sense"]  # fmt: skip
 LABELS = torch.tensor([1, 0, 1, 0, 1, 0])

@@ -17,8 +17,7 @@ from tqdm.auto import tqdm
 from rnnlab import runs
 from rnnlab.config import RunConfig
 from rnnlab.errors import UserError
-
-HEADS = ("fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer")
+from rnnlab.heads import HEADS
 
 
 def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str], seeds: int) -> list[RunConfig]:

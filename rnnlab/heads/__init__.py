@@ -10,7 +10,7 @@
 | textcnn        | Conv1d k=3,4,5 + ReLU, pooling      | 3 * hidden |
 | transformer    | pre-norm TransformerEncoder, pooling | hidden    |
 
-Pooling comes from `cfg.resolved_pooling`. `impl` only affects recurrent heads; the other heads have no
+Pooling defaults to `default_pooling(name)`. `impl` only affects recurrent heads; the other heads have no
 from-scratch variant and ignore it. Padding never changes a head's output.
 
 ONNX (torch 2.13): recurrent heads with impl=torch export with `dynamo=False` and dynamic batch/time axes
@@ -21,8 +21,10 @@ over time in Python, so a traced export would fix the sequence length: export wi
 
 from __future__ import annotations
 
+from typing import get_args
+
 from rnnlab.cells import reverse_padded
-from rnnlab.config import RECURRENT_HEADS, HeadConfig
+from rnnlab.config import HeadConfig, HeadName, Pooling
 from rnnlab.errors import UserError
 from rnnlab.heads.base import Head, valid_lengths
 from rnnlab.heads.fnn import FNNHead
@@ -31,20 +33,30 @@ from rnnlab.heads.recurrent import RecurrentHead, recurrent_class
 from rnnlab.heads.textcnn import TextCNNHead
 from rnnlab.heads.transformer import TransformerHead
 
-__all__ = ["Head", "Pool", "build_head", "reverse_padded", "valid_lengths"]
+__all__ = ["HEADS", "RECURRENT", "Head", "Pool", "build_head", "default_pooling", "reverse_padded", "valid_lengths"]
+
+HEADS: tuple[str, ...] = get_args(HeadName)
+RECURRENT = ("rnn", "gru", "lstm", "bilstm", "bigru")
 
 # Bidirectional presets: the same recurrent head with both directions, not copied classes.
 _PRESETS = {"bilstm": ("lstm", True), "bigru": ("gru", True)}
 
 
+def default_pooling(head: str) -> Pooling:
+    """`last` for recurrent heads (their final states), `max` for textcnn (over n-gram features), else `mean`."""
+    if head in RECURRENT:
+        return "last"
+    return "max" if head == "textcnn" else "mean"
+
+
 def build_head(cfg: HeadConfig, input_dim: int) -> Head:
     """Build the head named by `cfg.head` over `input_dim`-wide token vectors."""
-    pooling = cfg.resolved_pooling
+    pooling = cfg.pooling or default_pooling(cfg.head)
     if pooling not in ("last", "mean", "max", "attention"):
         raise UserError(f"unknown pooling {pooling!r}; choose last, mean, max or attention")
     if cfg.impl not in ("torch", "scratch"):
         raise UserError(f"unknown impl {cfg.impl!r}; choose torch or scratch")
-    if cfg.head in RECURRENT_HEADS:
+    if cfg.head in RECURRENT:
         cell, bidirectional = _PRESETS.get(cfg.head, (cfg.head, False))
         cls = recurrent_class(cell, cfg.impl)
         return RecurrentHead(cls, input_dim, hidden_size=cfg.hidden_size, layers=cfg.layers,
@@ -55,4 +67,4 @@ def build_head(cfg: HeadConfig, input_dim: int) -> Head:
         return TextCNNHead(input_dim, cfg.hidden_size, pooling)
     if cfg.head == "transformer":
         return TransformerHead(input_dim, cfg.hidden_size, cfg.layers, cfg.dropout, pooling)
-    raise UserError(f"unknown head {cfg.head!r}; choose one of fnn, {', '.join(RECURRENT_HEADS)}, textcnn, transformer")
+    raise UserError(f"unknown head {cfg.head!r}; choose one of {', '.join(HEADS)}")
