@@ -6,9 +6,7 @@ It writes the same `results.json` and `predictions.jsonl` as a trained run, so t
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +14,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import confusion_matrix
 
+from rnnlab import runs
+from rnnlab.metrics import scores
 from rnnlab.peak_memory import peak_mb, reset_peak
+from rnnlab.runs import atomic_write_bytes, atomic_write_json
 
 # A fixed C, not one tuned on test. Word+bigram TF-IDF with sublinear tf is well-regularised around C = 4-10 on
 # review sentiment; a larger C lets the many rare bigrams overfit small training sets.
@@ -41,15 +42,6 @@ def build_baseline(seed: int = 0, C: float = DEFAULT_C) -> tuple[TfidfVectorizer
     # lbfgs fits the multinomial model directly for any number of classes and is fast on sparse TF-IDF input.
     classifier = LogisticRegression(C=C, solver="lbfgs", max_iter=1000, random_state=seed)
     return vectorizer, classifier
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # A reader (the report) never sees a half-written file: write a unique name beside it, then rename in one step.
-    # (rnnlab.training.checkpoint has the same helper but imports torch, which the baseline must not.)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def run_baseline(
@@ -88,9 +80,9 @@ def run_baseline(
     probs = _full_probs(probs, classifier.classes_, len(label_names))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out_dir / "predictions.jsonl", _predictions_jsonl(indices, y_test, preds, probs, label_names))
+    atomic_write_bytes(out_dir / runs.PREDICTIONS, _predictions_jsonl(indices, y_test, preds, probs, label_names).encode())
     # results.json last: its presence is what marks the folder finished for the report.
-    _write_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_json(out_dir / runs.RESULTS, results)
     return results
 
 
@@ -112,11 +104,13 @@ def _full_probs(probs: np.ndarray, classes: np.ndarray, num_classes: int) -> np.
 def _results(y_test, preds, label_names, classifier, seed, split_hash, train_seconds, predict_seconds) -> dict:
     num_classes = len(label_names)
     params = int(classifier.coef_.size + classifier.intercept_.size)  # coefficients are the baseline's parameters
+    confusion = confusion_matrix(y_test, preds, labels=range(num_classes))
+    score = scores(confusion)  # the same accuracy and macro-F1 code as every neural run
     return {
         "finished": True,
-        "test_accuracy": float(accuracy_score(y_test, preds)),
-        "test_macro_f1": float(f1_score(y_test, preds, average="macro", labels=range(num_classes), zero_division=0)),
-        "confusion_matrix": confusion_matrix(y_test, preds, labels=range(num_classes)).tolist(),
+        "test_accuracy": score["accuracy"],
+        "test_macro_f1": score["macro_f1"],
+        "confusion_matrix": confusion.tolist(),
         "label_names": list(label_names),
         "best_epoch": None,  # no epochs: one convex fit
         "train_seconds": round(train_seconds, 3),

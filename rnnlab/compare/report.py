@@ -7,8 +7,6 @@ into rows by (encoder, head, finetune); the seeds of one cell are separate runs 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from rnnlab.compare.charts import plot_accuracy, plot_confusions, plot_val_curve
 from rnnlab.compare.stats import mcnemar
 from rnnlab.compare.text import PAIRING_NOTE, render_markdown, summary_paragraph
 from rnnlab.errors import UserError
+from rnnlab.runs import atomic_write_bytes
 
 _RESULT_KEYS = (
     "test_accuracy", "test_macro_f1", "best_epoch", "train_seconds", "reviews_per_s", "peak_memory_mb",
@@ -188,15 +187,6 @@ def _key(row: dict) -> tuple:
     return row["encoder"], row["head"], row["finetune"]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # A unique temporary name beside the target, then one rename: readers never see a half-written report,
-    # and two reports of the same grid written at once cannot clobber each other's temporary file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def build_report(grid_dir: Path, out_dir: Path | None = None) -> dict:
     """Write results.{csv,json,md} and charts for every finished run under `grid_dir`; return the report dict."""
     grid_dir = Path(grid_dir)
@@ -210,9 +200,9 @@ def build_report(grid_dir: Path, out_dir: Path | None = None) -> dict:
               "warnings": warnings, "skipped": skipped, "pairing": PAIRING_NOTE}  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows).drop(columns=["split_hashes"], errors="ignore")
-    _write_atomic(out_dir / "results.csv", table.to_csv(index=False))
-    _write_atomic(out_dir / "results.json", json.dumps(report, indent=2) + "\n")
-    _write_atomic(out_dir / "results.md", render_markdown(report))
+    atomic_write_bytes(out_dir / "results.csv", table.to_csv(index=False).encode())
+    atomic_write_bytes(out_dir / "results.json", (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "results.md", render_markdown(report).encode())
     charts = [plot_accuracy(rows, out_dir / "accuracy.png")]
     charts += plot_val_curves(rows, groups, out_dir)
     charts.append(plot_confusions(rows, groups, out_dir / "confusion.png"))
