@@ -129,8 +129,7 @@ def _evaluate(args: EvaluateArgs) -> None:
 
     if args.data is None and (args.text_column or args.label_column):
         raise UserError("--text-column and --label-column name the columns of --data; pass --data too")
-    columns = {"text_column": args.text_column, "label_column": args.label_column}
-    result = evaluate_run(Path(args.run), args.data, args.device, columns=columns)
+    result = evaluate_run(Path(args.run), args.data, args.device, text_column=args.text_column, label_column=args.label_column)
     print(json.dumps(result, indent=2))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnnlab import cells
 from rnnlab.cells import reverse_padded
 from rnnlab.config import Pooling
 from rnnlab.heads.base import Head, valid_lengths, zero_padding
@@ -26,8 +27,6 @@ def recurrent_class(cell: str, impl: str) -> type[nn.Module]:
     """torch.nn.RNN/GRU/LSTM, or the rnnlab.cells class with the same constructor and call signature."""
     if impl == "torch":
         return getattr(nn, CELL_NAMES[cell])
-    from rnnlab import cells
-
     return getattr(cells, CELL_NAMES[cell])
 
 

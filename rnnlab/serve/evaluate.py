@@ -15,7 +15,12 @@ from rnnlab.metrics import scores
 
 
 def evaluate_run(
-    run: Path, data_file: str | None = None, device: str = "auto", *, columns: dict[str, str | None] | None = None
+    run: Path,
+    data_file: str | None = None,
+    device: str = "auto",
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
 ) -> dict[str, Any]:
     """Score `run` on its test split, or on `data_file` (whose columns default to the run's own)."""
     from rnnlab.serve.predict import Predictor
@@ -23,8 +28,9 @@ def evaluate_run(
     runs.require_finished(run)
     cfg = runs.read_config(run)
     predictor = Predictor.load(run, device=device)
-    names = {k: v for k, v in (columns or {}).items() if v}
-    cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, **names))
+    dataset = cfg.dataset
+    cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(dataset, text_column=text_column or dataset.text_column,
+                                                               label_column=label_column or dataset.label_column))  # fmt: skip
     texts, labels, source = _labelled_texts(run, cfg, data_file, predictor.label_names)
     probs = predictor.predict_proba(texts)
     c = len(predictor.label_names)
