@@ -131,7 +131,8 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
 
             def step(chunk, forward=forward, opt=opt, sched=sched):  # chunk: a list of batches
                 stream = batch_stream(inputs, chunk, 0, Dist(), workers=0)
-                train_steps(forward, y, stream, opt, sched, prec, Dist(), 1.0, lambda *_: False)
+                train_steps(forward, y, stream, opt, sched, prec=prec, dist=Dist(), clip_norm=1.0,
+                            after_step=lambda *_: False, vectors=inputs.store is not None)
                 sync(device)
 
             trainers[name], meters[name] = (step, batches[batch]), Meter(name)

@@ -151,8 +151,9 @@ class Rnnlab:
 
     def train_batches(self, batches: list[list[int]]) -> None:
         stream = batch_stream(self.train_inputs, batches, 0, Dist(), workers=0)
-        train_steps(self.model, self.labels, stream, self.optimizer, self.scheduler, self.prec, Dist(),
-                    self.cfg.train.clip_norm, lambda *_: False)  # fmt: skip
+        train_steps(self.model, self.labels, stream, self.optimizer, self.scheduler, prec=self.prec, dist=Dist(),
+                    clip_norm=self.cfg.train.clip_norm, after_step=lambda *_: False,
+                    vectors=self.train_inputs.store is not None)  # fmt: skip
 
     def predict(self, indices: list[int]) -> np.ndarray:
         return predict_probs(self.model, self.eval_inputs, indices, self.prec, batch_size=64).argmax(1)

@@ -23,9 +23,10 @@ class TextClassifier(nn.Module):
         self.head = head
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(head.out_dim, num_classes))
 
-    def forward(self, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """`inputs` are token ids [B, T] or cached token vectors [B, T, D]; returns logits [B, C]."""
-        x = inputs if inputs.is_floating_point() else self.encoder(inputs, mask)  # [B, T, D]
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor, *, vectors: bool = False) -> torch.Tensor:
+        """`inputs` are token ids [B, T], or with `vectors` the encoder's token vectors [B, T, D] (a frozen
+        encoder's cache, or vectors an attribution differentiates against); returns logits [B, C]."""
+        x = inputs if vectors else self.encoder(inputs, mask)  # [B, T, D]
         return self.classifier(self.head(x, mask))  # [B, C]
 
 

@@ -60,6 +60,11 @@ class Inputs:
             return self.store.get(list(indices))  # [B, T, D] float, [B, T]
         return collate([self.token_ids[i] for i in indices], self.pad_id)  # [B, T] ids, [B, T]
 
+    def logits(self, model: nn.Module, indices: Sequence[int], device: torch.device) -> torch.Tensor:
+        """The model's logits [B, C] for one batch; the caller sets grad mode and autocast."""
+        x, mask = self.batch(indices)
+        return model(x.to(device), mask.to(device), vectors=self.store is not None)
+
 
 @torch.inference_mode()
 def predict_probs(model: nn.Module, inputs: Inputs, indices: Sequence[int], prec: Precision, batch_size: int) -> np.ndarray:
@@ -69,9 +74,8 @@ def predict_probs(model: nn.Module, inputs: Inputs, indices: Sequence[int], prec
     out: list[np.ndarray] = [None] * len(indices)  # type: ignore[list-item]
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        x, mask = inputs.batch([indices[i] for i in chunk])
         with prec.autocast():
-            logits = model(x.to(prec.device), mask.to(prec.device))
+            logits = inputs.logits(model, [indices[i] for i in chunk], prec.device)
         probs = logits.float().softmax(-1).cpu().numpy()
         for i, p in zip(chunk, probs):
             out[i] = p

@@ -49,7 +49,7 @@ def imdb_tenth() -> Prepared:
 
 
 def test_packaged_imdb_is_read_with_string_labels(imdb_full):
-    assert imdb_full.label_names == ["0", "1"]
+    assert imdb_full.label_names == ["negative", "positive"]
     assert 24_000 < len(imdb_full.texts) <= 25_000  # duplicates dropped
     assert imdb_full.labels.dtype == np.int64
 

@@ -52,8 +52,9 @@ def test_no_softmax_before_the_loss(monkeypatch):
     monkeypatch.setattr(torch.nn.functional, "softmax", forbidden)
     stream = batch_stream(inputs, [[0, 1, 2]], 0, Dist(), workers=0)
     losses = []
-    train_steps(model, torch.tensor([0, 1, 0]), stream, optimizer, scheduler, Precision(torch.device("cpu"), None),
-                Dist(), 1.0, lambda _p, loss, _n: losses.append(loss) is not None)  # fmt: skip
+    train_steps(model, torch.tensor([0, 1, 0]), stream, optimizer, scheduler, prec=Precision(torch.device("cpu"), None),
+                dist=Dist(), clip_norm=1.0, after_step=lambda _p, loss, _n: losses.append(loss) is not None,
+                vectors=False)  # fmt: skip
     assert len(losses) == 1 and losses[0] > 0
 
 

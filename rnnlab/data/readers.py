@@ -25,6 +25,9 @@ from typing import Any
 from rnnlab.errors import UserError
 
 PACKAGED = ("imdb", "rotten_tomatoes")
+PACKAGED_LABELS = {"0": "negative", "1": "positive"}
+"""The packaged files store 0/1; runs, predictions and the server say what the classes mean (their sort order
+is the same, so class ids keep their meaning)."""
 MAX_TEXT_CHARS = 1_000_000
 _MISSING_LABELS = {"", "nan", "na", "n/a", "null"}
 _INTEGRAL_FLOAT = re.compile(r"[+-]?\d+\.0*")
@@ -88,7 +91,7 @@ def _read_packaged() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         if source in by_source:
             # IMDB's scraped reviews keep HTML line breaks; they are markup, not words.
             by_source[source][0].append(_check_text(text.replace("<br />", " "), name, where, "text"))
-            by_source[source][1].append(_check_label(label, name, where, "label"))
+            by_source[source][1].append(PACKAGED_LABELS[_check_label(label, name, where, "label")])
     return {source: (tuple(texts), tuple(labels)) for source, (texts, labels) in by_source.items()}
 
 

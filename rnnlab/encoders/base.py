@@ -34,6 +34,12 @@ class Encoder(nn.Module):
     """`head` or `head_tail` (see `truncate`)."""
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """The token ids kept for each text, truncated to `max_length`."""
+        return self.tokenize_counted(texts)[0]
+
+    def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        """The ids kept, and each text's length in tokens before truncation (special tokens included), so that a
+        caller can say how much of a text the model read."""
         raise NotImplementedError
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -50,10 +50,11 @@ class TransformerEncoder(Encoder):
         self.fingerprint = fingerprint([p for p in self.folder.iterdir() if p.suffix in _FINGERPRINT_SUFFIXES])
         self.train(False)
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        budget = self.max_length - len(self.prefix) - len(self.suffix)
+    def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        special = len(self.prefix) + len(self.suffix)
         encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
-        return [self.prefix + truncate(e.ids, budget, self.truncation) + self.suffix for e in encodings]
+        ids = [self.prefix + truncate(e.ids, self.max_length - special, self.truncation) + self.suffix for e in encodings]
+        return ids, [len(e.ids) + special for e in encodings]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # No autograd graph for a frozen encoder even when it runs inside a training step.

@@ -48,21 +48,20 @@ class WordVectorEncoder(Encoder):
             self.register_buffer("table", table, persistent=False)
         self.train(False)
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return [self._ids(text) for text in texts]
+    def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
+        words = [self._word_ids(text) for text in texts]
+        # An empty text becomes [UNK]: packed recurrent heads reject length 0.
+        return [truncate(w, self.max_length, self.truncation) or [UNK] for w in words], [max(len(w), 1) for w in words]
 
     def token_strings(self, ids: list[int]) -> list[str]:
         words = {i: w for w, i in self.vocab.items()}
         return [{PAD: "[PAD]", UNK: "[UNK]"}.get(i) or words.get(i, "?") for i in ids]
 
-    def _ids(self, text: str) -> list[int]:
+    def _word_ids(self, text: str) -> list[int]:
         vocab = self.vocab
         if self.lowercase:
-            ids = [vocab.get(word, UNK) for word in _WORD.findall(text.lower())]
-        else:
-            ids = [vocab.get(word) or vocab.get(word.lower(), UNK) for word in _WORD.findall(text)]
-        # An empty text becomes [UNK]: packed recurrent heads reject length 0.
-        return truncate(ids, self.max_length, self.truncation) or [UNK]
+            return [vocab.get(word, UNK) for word in _WORD.findall(text.lower())]
+        return [vocab.get(word) or vocab.get(word.lower(), UNK) for word in _WORD.findall(text)]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.table, padding_idx=PAD)  # [B, T, D]
@@ -153,9 +152,10 @@ class ScratchEncoder(Encoder):
         assert tokenizer.token_to_id("[PAD]") == PAD and tokenizer.token_to_id("[UNK]") == UNK
         return cls(tokenizer, embedding_dim, max_length, truncation)
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
+    def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        return [truncate(e.ids, self.max_length, self.truncation) or [UNK] for e in encodings]
+        ids = [truncate(e.ids, self.max_length, self.truncation) or [UNK] for e in encodings]
+        return ids, [max(len(e.ids), 1) for e in encodings]
 
     def token_strings(self, ids: list[int]) -> list[str]:
         return [self.tokenizer.id_to_token(i) or "?" for i in ids]

@@ -41,11 +41,14 @@ def evaluate_run(
 
 
 def _labelled_texts(run: Path, cfg, data_file: str | None, names: list[str]) -> tuple[list[str], np.ndarray, str]:
-    from rnnlab.data.readers import read_examples
+    from rnnlab.data.readers import PACKAGED, PACKAGED_LABELS, read_examples
     from rnnlab.data.split import prepare
 
     if data_file is None:
         data = prepare(cfg.dataset)
+        if cfg.dataset.data.lower() in PACKAGED and names == list(PACKAGED_LABELS):
+            # A run made before the packaged data carried label names: same classes in the same order.
+            data = dataclasses.replace(data, label_names=names)
         saved = json.loads((run / runs.SPLIT).read_text())
         if saved["hash"] != data.manifest()["hash"]:
             raise UserError(f"{cfg.dataset.data}: the data differs from what {run} was trained on (split hash)")

@@ -151,12 +151,11 @@ class OnnxPredictor(Labeller):
         self.label_names = json.loads((run / "labels.json").read_text())
         self.batch_size = 64
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
+    def probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
         from rnnlab.data.batching import collate
 
-        token_ids = self.encoder.tokenize(list(texts))
         order = np.argsort([len(t) for t in token_ids], kind="stable")
-        out = np.zeros((len(texts), len(self.label_names)), dtype=np.float32)
+        out = np.zeros((len(token_ids), len(self.label_names)), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             ids, mask = collate([token_ids[i] for i in chunk], self.encoder.pad_id)

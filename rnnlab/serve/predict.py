@@ -10,17 +10,24 @@ from typing import Any
 import numpy as np
 
 from rnnlab import runs
+from rnnlab.encoders.base import Encoder
 from rnnlab.model import TextClassifier, build_model, load_saved_state, load_tensors
 from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
 
 
 class Labeller:
-    """Labels from class probabilities; subclasses provide `label_names` and `predict_proba(texts)`."""
+    """Labels from class probabilities; subclasses provide `label_names`, `encoder` and `probs_of_ids`."""
 
     label_names: list[str]
+    encoder: Encoder
+
+    def probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """Class probabilities [N, C] of tokenized texts, in their order."""
+        raise NotImplementedError
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        raise NotImplementedError
+        """Class probabilities [N, C], in the order of `texts`."""
+        return self.probs_of_ids(self.encoder.tokenize(list(texts)))
 
     def predict(self, texts: list[str]) -> list[dict[str, Any]]:
         """One {"label", "probs"} per text."""
@@ -63,7 +70,10 @@ class Predictor(Labeller):
         dev = resolve_device(device)
         return cls(model.to(dev), label_names, Precision(dev, autocast_dtype(dev, bf16)))
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities [N, C], in the order of `texts`."""
-        inputs = Inputs(self.model.encoder.tokenize(list(texts)), self.model.encoder.pad_id)
-        return predict_probs(self.model, inputs, list(range(len(texts))), self.prec, self.batch_size)
+    @property
+    def encoder(self) -> Encoder:
+        return self.model.encoder
+
+    def probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        inputs = Inputs(token_ids, self.model.encoder.pad_id)
+        return predict_probs(self.model, inputs, list(range(len(token_ids))), self.prec, self.batch_size)

@@ -197,7 +197,8 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
         return cfg.max_steps is not None and state.step >= cfg.max_steps
 
     stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers)
-    train_steps(ddp, s.labels, stream, optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, after_step)
+    train_steps(ddp, s.labels, stream, optimizer, scheduler, prec=s.prec, dist=s.dist, clip_norm=cfg.clip_norm,
+                after_step=after_step, vectors=s.inputs.store is not None)
     bar.close()
 
 

@@ -48,22 +48,25 @@ def train_steps(
     stream: Iterable,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
     prec: Precision,
     dist: Dist,
     clip_norm: float | None,
     after_step: Callable[[int, float, int], bool],
+    vectors: bool,
 ) -> None:
     """Run optimizer steps over `batch_stream` items until `after_step(position, local loss, local n)` says stop.
 
     The loss is the local sum divided by the global batch size, times world size because DDP averages
-    gradients over ranks: the step then equals one process on the whole batch.
+    gradients over ranks: the step then equals one process on the whole batch. `vectors`: the stream carries a
+    frozen encoder's cached token vectors instead of token ids.
     """
     scaler = torch.amp.GradScaler(enabled=prec.dtype == torch.float16)
     model.train()
     for position, batch, idx, x, mask in stream:
         weight = dist.world_size / len(batch) if idx else 0.0
         with prec.autocast():
-            logits = model(x.to(prec.device), mask.to(prec.device))  # [B, C]
+            logits = model(x.to(prec.device), mask.to(prec.device), vectors=vectors)  # [B, C]
         targets = labels[list(idx or batch[:1])].to(prec.device)
         loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")  # logits in, never probabilities
         scaler.scale(loss_sum * weight).backward()
