@@ -8,8 +8,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 
-def load(run_dir, device: str = "auto"):
+def load(run_dir, device: str = "auto", bf16: bool = True):
     """Load a finished run for inference: `rnnlab.load("runs/x").predict(["a fine film"])`."""
     from rnnlab.serve.predict import Predictor
 
-    return Predictor.load(run_dir, device=device)
+    return Predictor.load(run_dir, device=device, bf16=bf16)

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 
 import tyro
 
-from rnnlab.config import EncoderConfig, HeadName, RunConfig
+from rnnlab.config import EncoderConfig, HeadName, RunConfig, ServeLimits
 from rnnlab.errors import UserError
 from rnnlab.presets import expand as expand_presets
 
@@ -71,8 +71,30 @@ class PredictArgs:
     """`onnx` runs the graph written by `rnnlab export` under onnxruntime."""
     quantize: bool = False
     """With --engine onnx: use the int8 dynamically quantized graph."""
+    bf16: bool = True
+    """bf16 where the hardware runs it natively (torch engine; --no-bf16 for fp32)."""
     progress: bool = True
     """Progress bar on stderr with --file (--no-progress turns it off)."""
+
+
+@dataclass
+class ServeArgs:
+    """Serve a finished run over HTTP: a JSON API with micro-batching, Prometheus metrics and a web page at `/`.
+
+    Set RNNLAB_API_KEY in the environment to require `Authorization: Bearer <key>` on /v1/classify."""
+
+    run: Positional[str]
+    engine: Literal["torch", "onnx"] = "torch"
+    """`onnx` runs the graph written by `rnnlab export` (token highlights still come from the torch model)."""
+    host: str = "127.0.0.1"
+    """Address to bind; loopback by default, so nothing outside this machine reaches it unless asked."""
+    port: int = 8000
+    threads: int | None = None
+    """Threads for the model's math (default: torch's choice, one per core)."""
+    bf16: bool = True
+    """bf16 where the CPU or GPU runs it natively (--no-bf16: fp32, whose probabilities do not depend on which
+    requests share a batch)."""
+    limits: tyro.conf.OmitArgPrefixes[ServeLimits] = field(default_factory=ServeLimits)
 
 
 @dataclass
@@ -141,7 +163,7 @@ def _predict(args: PredictArgs) -> None:
     else:
         import rnnlab
 
-        predictor = rnnlab.load(args.run, device=args.device)
+        predictor = rnnlab.load(args.run, device=args.device, bf16=args.bf16)
     predictor.batch_size = args.batch_size
     rows = predictor.stream(_texts(args))
     if args.progress and args.file not in (None, "-"):  # a progress bar on stderr (a terminal only), so stdout stays the labels
@@ -186,6 +208,13 @@ def _export(args: ExportArgs) -> None:
     print(f"wrote {export_onnx(Path(args.run), quantize=args.quantize)}")
 
 
+def _serve(args: ServeArgs) -> None:
+    from rnnlab.serve.http import serve
+
+    serve(Path(args.run), engine=args.engine, host=args.host, port=args.port, threads=args.threads, bf16=args.bf16,
+          limits=args.limits)
+
+
 def _report(args: ReportArgs) -> None:
     from rnnlab.compare.report import build_report
 
@@ -200,6 +229,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "evaluate": (EvaluateArgs, _evaluate),
     "predict": (PredictArgs, _predict),
     "export": (ExportArgs, _export),
+    "serve": (ServeArgs, _serve),
     "compare": (CompareArgs, _compare),
     "report": (ReportArgs, _report),
 }

@@ -192,3 +192,23 @@ def _check(kind: str, value: Any, where: str) -> Any:
 
 _NESTED = {"DataConfig": DataConfig, "EncoderConfig": EncoderConfig, "HeadConfig": HeadConfig, "TrainConfig": TrainConfig}
 _LITERALS = {"HeadName": HeadName.__args__, "Pooling": Pooling.__args__}
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What `rnnlab serve` accepts and how it batches; shown in its `/v1/info`."""
+
+    max_body_bytes: int = 1 << 20
+    """Largest request body (413 past it)."""
+    max_inputs: int = 64
+    """Texts per request (422 past it)."""
+    max_chars: int = 100_000
+    """Characters per text (422 past it)."""
+    max_batch: int = 32
+    """Texts per forward pass."""
+    max_wait_ms: float = 5.0
+    """How long the first request of a batch waits for others to join it."""
+    max_queue: int = 512
+    """Texts waiting for the model before new requests get 429."""
+    timeout_s: float = 30.0
+    """A request still unanswered after this long gets 504."""

@@ -1,0 +1,158 @@
+"""Micro-batching: requests queue up, one model thread labels them in batches.
+
+A model thread owns the model: it takes up to `max_batch` texts from the queue (waiting at most `max_wait_ms`
+for more after the first), tokenizes them (off the event loop), runs them sorted by length under inference mode,
+and resolves each request's future. Concurrent requests thus share forward passes, which is where a CPU server
+gets its throughput; a lone request waits only `max_wait_ms` for company.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rnnlab.serve.explain import Attribution
+from rnnlab.serve.predict import Labeller
+
+
+class QueueFull(Exception):
+    """The queue holds `max_queue` texts already: the client should retry later."""
+
+
+@dataclass
+class Labelled:
+    probs: np.ndarray  # [N, C]
+    n_tokens: list[int]
+    """Each text's length in tokens before truncation, special tokens included."""
+    attributions: list[Attribution] | None
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    explain: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher:
+    """The queue and the model thread. `on_batch(size, seconds)` is told about every batch run."""
+
+    def __init__(
+        self,
+        labeller: Labeller,
+        *,
+        max_batch: int,
+        max_wait_ms: float,
+        max_queue: int,
+        explainer: Callable[[list[list[int]]], list[Attribution]] | None = None,
+        on_batch: Callable[[int, float], None] = lambda size, seconds: None,
+    ) -> None:
+        self.labeller, self.explainer, self.on_batch = labeller, explainer, on_batch
+        self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000, max_queue
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._queued = 0  # texts waiting, guarded by _lock
+        self._lock = threading.Lock()
+        self._carry: _Job | None = None  # a job that did not fit the last batch goes first in the next
+        self._thread = threading.Thread(target=self._run, name="rnnlab-model", daemon=True)
+
+    @property
+    def depth(self) -> int:
+        """Texts waiting for the model thread."""
+        return self._queued
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Finish every job already queued, then stop the model thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    async def submit(self, texts: list[str], *, explain: bool = False) -> Labelled:
+        """Label `texts` in the next batches; raises QueueFull rather than queueing past `max_queue` texts."""
+        with self._lock:
+            if self._queued + len(texts) > self.max_queue:
+                raise QueueFull(f"{self._queued} texts are queued (limit {self.max_queue})")
+            self._queued += len(texts)
+        loop = asyncio.get_running_loop()
+        job = _Job(texts, explain, loop, loop.create_future())
+        self._queue.put(job)
+        return await job.future
+
+    def _run(self) -> None:
+        while (jobs := self._next_batch()) is not None:
+            with self._lock:
+                self._queued -= sum(len(job.texts) for job in jobs)
+            # A request that timed out while queued has a cancelled future: no work for it.
+            live = [job for job in jobs if not job.future.done()]
+            if live:
+                self._label(live)
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The jobs of the next batch, or None once closed and drained."""
+        first = self._carry or self._queue.get()
+        self._carry = None
+        if first is None:
+            return None
+        jobs, size = [first], len(first.texts)
+        deadline = time.monotonic() + self.max_wait
+        while size < self.max_batch and (remaining := deadline - time.monotonic()) > 0:
+            try:
+                job = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # seen again, and obeyed, once this batch is done
+                break
+            if size + len(job.texts) > self.max_batch:
+                self._carry = job
+                break
+            jobs.append(job)
+            size += len(job.texts)
+        return jobs
+
+    def _label(self, jobs: list[_Job]) -> None:
+        texts = [text for job in jobs for text in job.texts]
+        start = time.perf_counter()
+        try:
+            ids, counts = self.labeller.encoder.tokenize_counted(texts)
+            probs = self.labeller.probs_of_ids(ids)
+            ends = list(itertools.accumulate(len(job.texts) for job in jobs))
+            wanted = [ids[i] for job, end in zip(jobs, ends) if job.explain for i in range(end - len(job.texts), end)]
+            attributions = iter(self.explainer(wanted) if wanted and self.explainer else ())
+        except Exception as error:  # a failed batch fails its requests, never the model thread
+            for job in jobs:
+                _reply(job, None, error)
+            return
+        self.on_batch(len(texts), time.perf_counter() - start)
+        offset = 0
+        for job in jobs:
+            n = len(job.texts)
+            attr = [next(attributions) for _ in range(n)] if job.explain and self.explainer else None
+            result = Labelled(probs[offset : offset + n], counts[offset : offset + n], attr)
+            _reply(job, result, None)
+            offset += n
+
+
+def _reply(job: _Job, result: Labelled | None, error: BaseException | None) -> None:
+    try:
+        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+    except RuntimeError:  # the event loop has closed: nobody is waiting any more
+        pass
+
+
+def _settle(future: asyncio.Future, result: Labelled | None, error: BaseException | None) -> None:
+    if future.done():  # cancelled by a timeout meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
