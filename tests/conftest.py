@@ -74,3 +74,42 @@ def rnnlab(args: list[str], kill_at: int | None = None) -> subprocess.CompletedP
     if kill_at is not None:
         env["RNNLAB_TEST_KILL_AT_STEP"] = str(kill_at)
     return subprocess.run([sys.executable, "-m", "rnnlab", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def served_run(tmp_path_factory, tiny_bert) -> Path:
+    """A finished tiny run (tiny BERT fine-tuned + GRU, 12 tokens kept, head + tail) for the server's tests."""
+    from rnnlab.cli import main
+
+    folder = tmp_path_factory.mktemp("served")
+    data, _ = write_data(folder)
+    run = folder / "run"
+    assert main([*train_args(data, tiny_bert, run), "--max-length", "12"]) == 0
+    return run
+
+
+class ServerThread:
+    """uvicorn serving `app` on a free loopback port in a thread, as `rnnlab serve` does in its process."""
+
+    def __init__(self, app) -> None:
+        import threading
+
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "the server did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True  # what uvicorn's SIGTERM handler sets
+        self.thread.join(timeout=30)

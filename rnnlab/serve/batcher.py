@@ -40,6 +40,10 @@ class _Job:
     explain: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future = field(repr=False)
+    taken: bool = False
+    """Claimed by the model thread (guarded by the batcher's lock, like `dropped`)."""
+    dropped: bool = False
+    """Given up by its request while still queued."""
 
 
 class MicroBatcher:
@@ -60,7 +64,7 @@ class MicroBatcher:
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._queued = 0  # texts waiting, guarded by _lock
         self._lock = threading.Lock()
-        self._carry: _Job | None = None  # a job that did not fit the last batch goes first in the next
+        self._carry: _Job | None = None  # a claimed job that did not fit the last batch goes first in the next
         self._thread = threading.Thread(target=self._run, name="rnnlab-model", daemon=True)
 
     @property
@@ -85,41 +89,63 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         job = _Job(texts, explain, loop, loop.create_future())
         self._queue.put(job)
-        return await job.future
+        try:
+            return await job.future
+        except asyncio.CancelledError:  # the request timed out or its client left: free its place at once
+            with self._lock:
+                if not job.taken:
+                    job.dropped = True
+                    self._queued -= len(texts)
+            raise
 
     def _run(self) -> None:
         while (jobs := self._next_batch()) is not None:
-            with self._lock:
-                self._queued -= sum(len(job.texts) for job in jobs)
-            # A request that timed out while queued has a cancelled future: no work for it.
-            live = [job for job in jobs if not job.future.done()]
-            if live:
-                self._label(live)
+            if jobs:
+                self._label(jobs)
 
     def _next_batch(self) -> list[_Job] | None:
-        """The jobs of the next batch, or None once closed and drained."""
-        first = self._carry or self._queue.get()
-        self._carry = None
-        if first is None:
-            return None
-        jobs, size = [first], len(first.texts)
-        deadline = time.monotonic() + self.max_wait
-        while size < self.max_batch and (remaining := deadline - time.monotonic()) > 0:
-            try:
-                job = self._queue.get(timeout=remaining)
-            except queue.Empty:
+        """The jobs of the next batch (up to `max_batch` texts), or None once closed and drained."""
+        jobs: list[_Job] = []
+        size, deadline = 0, None
+        while size < self.max_batch:
+            if self._carry is not None:
+                job, self._carry = self._carry, None
+            elif deadline is None:
+                job = self._queue.get()
+            else:
+                try:
+                    job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+            if job is None:  # closed: finish this batch first, then stop
+                if not jobs:
+                    return None
+                self._queue.put(None)
                 break
-            if job is None:
-                self._queue.put(None)  # seen again, and obeyed, once this batch is done
-                break
-            if size + len(job.texts) > self.max_batch:
-                self._carry = job
+            if not self._take(job):
+                continue
+            if jobs and size + len(job.texts) > self.max_batch:
+                self._carry = job  # first in the next batch
                 break
             jobs.append(job)
             size += len(job.texts)
+            deadline = deadline or time.monotonic() + self.max_wait
         return jobs
 
+    def _take(self, job: _Job) -> bool:
+        """Claim a queued job for the model thread; False when its request gave up while it waited."""
+        with self._lock:
+            if job.dropped:
+                return False
+            if not job.taken:
+                job.taken = True
+                self._queued -= len(job.texts)
+            return True
+
     def _label(self, jobs: list[_Job]) -> None:
+        jobs = [job for job in jobs if not job.future.done()]  # a request that timed out while carried over
+        if not jobs:
+            return
         texts = [text for job in jobs for text in job.texts]
         start = time.perf_counter()
         try:

@@ -46,4 +46,3 @@ def gradient_x_input(model: TextClassifier, token_ids: list[list[int]], *, batch
             tokens = model.encoder.token_strings(list(ids_row))
             out.append(Attribution(tokens, [round(float(v), 6) for v in scores[row, : len(ids_row)]], int(predicted[row])))
     return out
-

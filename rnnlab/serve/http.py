@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from rnnlab.config import ServeLimits as Limits
+from rnnlab.config import ServeLimits
 from rnnlab.serve.batcher import Labelled, MicroBatcher, QueueFull
 from rnnlab.serve.explain import Attribution
 from rnnlab.serve.predict import Labeller
@@ -84,7 +84,7 @@ class _Metrics:
 class _State:
     """What the routes share: the loaded model (None until ready), its batcher and the metrics."""
 
-    def __init__(self, limits: Limits, api_key: str | None) -> None:
+    def __init__(self, limits: ServeLimits, api_key: str | None) -> None:
         self.limits, self.api_key = limits, api_key
         self.loaded: Loaded | None = None
         self.batcher: MicroBatcher | None = None
@@ -92,9 +92,9 @@ class _State:
         self.metrics = _Metrics()
 
 
-def create_app(load: Callable[[], Loaded], limits: Limits = Limits(), *, api_key: str | None = None) -> FastAPI:
+def create_app(load: Callable[[], Loaded], limits: ServeLimits | None = None, *, api_key: str | None = None) -> FastAPI:
     """The app; `load` runs in a background thread at startup and its result serves once warmed up."""
-    state = _State(limits, api_key)
+    state = _State(limits or ServeLimits(), api_key)
 
     async def lifespan(app: FastAPI):
         thread = threading.Thread(target=_load, args=(state, load), name="rnnlab-load", daemon=True)
@@ -153,7 +153,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         try:
             labelled = await asyncio.wait_for(state.batcher.submit(texts, explain=body.explain), state.limits.timeout_s)
         except QueueFull as error:
-            raise ApiError(429, "overloaded", f"the model is overloaded ({error}); retry shortly", {"Retry-After": "1"})
+            raise ApiError(429, "overloaded", f"the model is overloaded ({error}); retry shortly", {"Retry-After": "1"}) from None
         except TimeoutError:
             raise ApiError(504, "timeout", f"no answer within {state.limits.timeout_s:g} s") from None
         return {"results": _results(labelled, loaded, body.top_k), "model": loaded.info["run"]}
@@ -209,7 +209,7 @@ def _validation_message(error: ValidationError) -> str:
     return f"{'.'.join(['body', *map(str, loc)])}: {first['msg']}"
 
 
-def _checked_texts(inputs: str | list[str], limits: Limits) -> list[str]:
+def _checked_texts(inputs: str | list[str], limits: ServeLimits) -> list[str]:
     texts = [inputs] if isinstance(inputs, str) else inputs
     where = (lambda i: "body.inputs") if isinstance(inputs, str) else (lambda i: f"body.inputs.{i}")
     if not texts:
@@ -254,8 +254,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         kind = _STATUS_TYPES.get(error.status_code, "http_error")
-        message = {**_PLAIN_MESSAGES, 404: f"no route {request.url.path}",
-                   405: f"{request.method} is not allowed on {request.url.path}"}.get(error.status_code, str(error.detail))  # fmt: skip
+        messages = {**_PLAIN_MESSAGES, 404: f"no route {request.url.path}",
+                    405: f"{request.method} is not allowed on {request.url.path}"}  # fmt: skip
+        message = messages.get(error.status_code, str(error.detail))
         return _error(error.status_code, kind, message, request, getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
@@ -302,8 +303,9 @@ def load_run(run: Path, *, engine: str = "torch", device: str = "cpu", bf16: boo
     return Loaded(labeller, lambda ids: gradient_x_input(predictor.model, ids), info)
 
 
-def serve(run: Path, *, engine: str, host: str, port: int, threads: int | None, bf16: bool = True,
-          limits: Limits = Limits()) -> None:
+def serve(
+    run: Path, *, engine: str, host: str, port: int, threads: int | None, bf16: bool = True, limits: ServeLimits | None = None
+) -> None:
     """Run the server until SIGINT/SIGTERM; on either, requests already accepted are answered first."""
     import torch
     import uvicorn
@@ -313,5 +315,6 @@ def serve(run: Path, *, engine: str, host: str, port: int, threads: int | None, 
     runs.require_finished(run)  # a wrong folder fails here, in one line, not later in a thread
     if threads:
         torch.set_num_threads(threads)
+    limits = limits or ServeLimits()
     app = create_app(lambda: load_run(run, engine=engine, bf16=bf16), limits, api_key=os.environ.get(API_KEY_ENV) or None)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(limits.timeout_s) + 5)
