@@ -32,8 +32,18 @@ def load() -> str:
 
 
 def machine() -> str:
-    amx = " (AMX)" if "amx_bf16" in _cpu_flags() else ""
-    return f"{platform.processor() or platform.machine()}{amx}, {os.cpu_count()} cores, torch {torch.__version__}"
+    """The CPU by name and the widest matrix ISA it has (what sets bf16 speed), plus any cap emulating another."""
+    flags = _cpu_flags()
+    name = re.search(r"^model name\s*:\s*(.+)$", flags, re.M)
+    isa = next((label for flag, label in _ISA_LEVELS if re.search(rf"\b{flag}\b", flags)), platform.machine())
+    caps = [f"{var}={os.environ[var]}" for var in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if os.environ.get(var)]
+    capped = f", capped by {' '.join(caps)}" if caps else ""
+    cpu = name.group(1).strip() if name else (platform.processor() or platform.machine())
+    return f"{cpu} ({isa}{capped}), {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+_ISA_LEVELS = [("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16, no AMX"), ("avx512f", "AVX-512, no bf16"),
+               ("avx2", "AVX2")]  # fmt: skip
 
 
 def _cpu_flags() -> str:

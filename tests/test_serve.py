@@ -309,3 +309,20 @@ def test_shutdown_answers_requests_already_accepted():
 def test_serve_refuses_an_unfinished_run_in_one_line(tmp_path):
     result = rnnlab(["serve", str(tmp_path)])
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and str(tmp_path) in result.stderr
+
+
+def test_onnx_engine_serves_the_exported_graph_with_the_same_answers(real, served_run):
+    from rnnlab.serve.onnx import export_onnx
+
+    export_onnx(served_run)
+    app = create_app(lambda: load_run(served_run, engine="onnx", bf16=False))
+    texts = ["the movie was good", "a dull plot"]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        _wait_ready(client)
+        assert client.get("/v1/info").json()["engine"] == "onnx"
+        onnx = client.post("/v1/classify", json={"inputs": texts, "explain": True}).json()["results"]
+    torch_results = real.post("/v1/classify", json={"inputs": texts}).json()["results"]
+    for a, b in zip(onnx, torch_results):
+        assert [s["label"] for s in a["scores"]] == [s["label"] for s in b["scores"]]
+        assert [s["score"] for s in a["scores"]] == pytest.approx([s["score"] for s in b["scores"]], abs=1e-4)
+        assert a["tokens"]  # highlights come from the torch model of the same run
