@@ -60,7 +60,11 @@ def in_process(run: Path, texts: list[str], batch: int, seconds: float) -> dict[
         t0 = time.perf_counter()
         predictor.predict([text])
         single.append(time.perf_counter() - t0)
-    return {"texts_per_s": rate, "single_p50_ms": 1000 * float(np.median(single)), "single_p95_ms": 1000 * float(np.percentile(single, 95))}
+    return {
+        "texts_per_s": rate,
+        "single_p50_ms": 1000 * float(np.median(single)),
+        "single_p95_ms": 1000 * float(np.percentile(single, 95)),
+    }
 
 
 class Server:
@@ -94,7 +98,9 @@ class Server:
     def batch_sizes(self) -> Counter:
         """Cumulative batch-size histogram from /metrics, as {upper bound: count}."""
         text = httpx.get(f"{self.url}/metrics").text
-        return Counter({float(le): float(n) for le, n in re.findall(r'rnnlab_batch_size_bucket\{le="([\d.]+)"\} ([\d.e+]+)', text)})
+        return Counter(
+            {float(le): float(n) for le, n in re.findall(r'rnnlab_batch_size_bucket\{le="([\d.]+)"\} ([\d.e+]+)', text)}
+        )
 
     def stop(self) -> None:
         self.process.terminate()  # SIGTERM: drains, then exits
@@ -156,8 +162,9 @@ def screenshot(url: str, path: Path) -> bool:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--headless=new", "--no-sandbox", "--disable-gpu",
-                                    "--disable-background-networking", "--disable-component-update", "--disable-sync"])  # fmt: skip
+        flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+        browser = p.chromium.launch(executable_path=chromium, args=flags)
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.goto(url + "/")
         page.click("text=Negation")
@@ -193,7 +200,9 @@ def main() -> None:
         before = server.batch_sizes()
         r = asyncio.run(drive(server.url, texts, concurrency=concurrency, seconds=level_s, max_requests=5000))
         batches = batch_summary(before, server.batch_sizes())
-        rows.append([concurrency, r["requests_per_s"], r["texts_per_s"], r["p50"], r["p95"], r["p99"], batches, _errors(r)])
+        rows.append(
+            [concurrency, r["requests_per_s"], r["texts_per_s"], r["p50"], r["p95"], r["p99"], batches, _errors(r)]
+        )
         print(f"concurrency {concurrency}: {r['texts_per_s']:.1f} texts/s, p50 {r['p50']:.0f} ms, p95 {r['p95']:.0f} ms, "
               f"batches {batches}, statuses {r['statuses']}")  # fmt: skip
         checks[concurrency] = r
@@ -209,7 +218,9 @@ def main() -> None:
     rss_before = server.rss_mb()
     soak = asyncio.run(drive(server.url, texts, concurrency=8, seconds=soak_s, max_requests=10**9))
     rss_after = server.rss_mb()
-    print(f"soak {soak_s} s: {soak['requests']} requests, RSS {rss_before:.0f} → {rss_after:.0f} MB, statuses {soak['statuses']}")
+    print(
+        f"soak {soak_s} s: {soak['requests']} requests, RSS {rss_before:.0f} → {rss_after:.0f} MB, statuses {soak['statuses']}"
+    )
     shot = screenshot(server.url, ROOT / "docs" / "img" / "serve.png")
     server.stop()
 
@@ -223,8 +234,10 @@ def main() -> None:
         "",
         table(["concurrency", "requests/s", "texts/s", "p50 ms", "p95 ms", "p99 ms", "batch sizes formed", "errors"], rows),
         "",
-        f"- Batching: at concurrency 32 the server labels {ratio:.0%} of the in-process texts/s (goal ≥ 80 %: {verdict(ratio >= 0.8)}).",
-        f"- A lone request: p95 at concurrency 1 is {latency_ratio:.2f} × one in-process call (goal ≤ 1.5: {verdict(latency_ratio <= 1.5)}).",
+        f"- Batching: at concurrency 32 the server labels {ratio:.0%} of the in-process texts/s "
+        f"(goal ≥ 80 %: {verdict(ratio >= 0.8)}).",
+        f"- A lone request: p95 at concurrency 1 is {latency_ratio:.2f} × one in-process call "
+        f"(goal ≤ 1.5: {verdict(latency_ratio <= 1.5)}).",
         f"- Overload (160 clients × 8 texts, queue 512 texts): {_errors(over)}; 5xx: {server_5xx}; alive after: {alive}.",
         f"- Soak ({soak_s} s at concurrency 8, {soak['requests']:,} requests, {_errors(soak)}): server RSS "
         f"{rss_before:.0f} → {rss_after:.0f} MB ({rss_after - rss_before:+.0f} MB).",
