@@ -14,6 +14,7 @@ from conftest import ServerThread, rnnlab
 from fastapi.testclient import TestClient
 
 from rnnlab.config import ServeLimits
+from rnnlab.errors import UserError
 from rnnlab.serve.http import Loaded, create_app, load_run
 from rnnlab.serve.predict import Labeller
 
@@ -24,7 +25,8 @@ class _WordCounter:
     max_length, truncation = 8, "head"
 
     def tokenize_counted(self, texts):
-        ids = [[-1 if word == "explode" else len(word) for word in text.split()] for text in texts]
+        special = {"explode": -1, "refuse": -2}
+        ids = [[special.get(word, len(word)) for word in text.split()] for text in texts]
         return [i[: self.max_length] for i in ids], [len(i) for i in ids]
 
     def tokenize(self, texts):
@@ -32,7 +34,7 @@ class _WordCounter:
 
 
 class GatedLabeller(Labeller):
-    """Answers [0.25, 0.75] once `gate` is open; a text containing 'explode' fails its whole batch."""
+    """Answers [0.25, 0.75] once `gate` is open; a text with 'explode' (or 'refuse', as a UserError) fails its batch."""
 
     label_names = ["negative", "positive"]
 
@@ -47,6 +49,8 @@ class GatedLabeller(Labeller):
         self.gate.wait(timeout=30)
         if any(-1 in ids for ids in token_ids):
             raise RuntimeError("a model failure with a secret path /home/x")
+        if any(-2 in ids for ids in token_ids):
+            raise UserError("this text cannot be labelled: it says refuse")
         self.batches.append(len(token_ids))
         return np.tile(np.array([0.25, 0.75], dtype=np.float32), (len(token_ids), 1))
 
@@ -196,6 +200,8 @@ def test_a_failing_batch_fails_its_request_without_a_traceback_and_not_the_worke
         _wait_ready(client)
         _assert_error(client.post("/v1/classify", json={"inputs": "explode now"}), 500, "internal", "see its log")
         assert "/home/x" not in client.post("/v1/classify", json={"inputs": "explode"}).text
+        assert client.post("/v1/classify", json={"inputs": "fine again"}).status_code == 200
+        _assert_error(client.post("/v1/classify", json={"inputs": "please refuse"}), 400, "bad_request", "it says refuse")
         assert client.post("/v1/classify", json={"inputs": "fine again"}).status_code == 200
 
 

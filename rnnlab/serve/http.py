@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from rnnlab.config import ServeLimits
+from rnnlab.errors import UserError
 from rnnlab.serve.batcher import Labelled, MicroBatcher, QueueFull
 from rnnlab.serve.explain import Attribution
 from rnnlab.serve.predict import Labeller
@@ -250,6 +251,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         return _error(error.status, error.kind, error.message, request, error.headers)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, error: UserError) -> JSONResponse:
+        return _error(400, "bad_request", str(error), request)  # the CLI's one-line message, as a 400
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
