@@ -49,6 +49,8 @@ class EvaluateArgs:
     """Column of --data holding the text (default: the run's --text-column)."""
     label_column: str | None = None
     """Column of --data holding the label (default: the run's --label-column)."""
+    label_map: str | None = None
+    """Rename --data's labels to the run's: `negative=0,positive=1`."""
     device: str = "auto"
     """Device to run on."""
 
@@ -73,6 +75,8 @@ class PredictArgs:
     """With --engine onnx: use the int8 dynamically quantized graph."""
     bf16: bool = True
     """bf16 where the hardware runs it natively (torch engine; --no-bf16 for fp32)."""
+    uncalibrated: bool = False
+    """Raw probabilities, without the temperature `rnnlab analyze` fitted (calibration.json)."""
     progress: bool = True
     """Progress bar on stderr with --file (--no-progress turns it off)."""
 
@@ -94,6 +98,8 @@ class ServeArgs:
     bf16: bool = True
     """bf16 where the CPU or GPU runs it natively (--no-bf16: fp32, whose probabilities do not depend on which
     requests share a batch)."""
+    uncalibrated: bool = False
+    """Raw probabilities, without the temperature `rnnlab analyze` fitted (calibration.json)."""
     limits: tyro.conf.OmitArgPrefixes[ServeLimits] = field(default_factory=ServeLimits)
 
 
@@ -149,9 +155,10 @@ def _train(args: TrainArgs) -> None:
 def _evaluate(args: EvaluateArgs) -> None:
     from rnnlab.serve.evaluate import evaluate_run
 
-    if args.data is None and (args.text_column or args.label_column):
-        raise UserError("--text-column and --label-column name the columns of --data; pass --data too")
-    result = evaluate_run(Path(args.run), args.data, args.device, text_column=args.text_column, label_column=args.label_column)
+    if args.data is None and (args.text_column or args.label_column or args.label_map):
+        raise UserError("--text-column, --label-column and --label-map describe --data; pass --data too")
+    result = evaluate_run(Path(args.run), args.data, args.device, text_column=args.text_column,
+                          label_column=args.label_column, label_map=args.label_map)  # fmt: skip
     print(json.dumps(result, indent=2))
 
 
@@ -159,11 +166,11 @@ def _predict(args: PredictArgs) -> None:
     if args.engine == "onnx":
         from rnnlab.serve.onnx import OnnxPredictor
 
-        predictor = OnnxPredictor(Path(args.run), quantized=args.quantize)
+        predictor = OnnxPredictor(Path(args.run), quantized=args.quantize, calibrated=not args.uncalibrated)
     else:
         import rnnlab
 
-        predictor = rnnlab.load(args.run, device=args.device, bf16=args.bf16)
+        predictor = rnnlab.load(args.run, device=args.device, bf16=args.bf16, calibrated=not args.uncalibrated)
     predictor.batch_size = args.batch_size
     rows = predictor.stream(_texts(args))
     if args.progress and args.file not in (None, "-"):  # a progress bar on stderr (a terminal only), so stdout stays the labels
@@ -212,7 +219,7 @@ def _serve(args: ServeArgs) -> None:
     from rnnlab.serve.http import serve
 
     serve(Path(args.run), engine=args.engine, host=args.host, port=args.port, threads=args.threads, bf16=args.bf16,
-          limits=args.limits)
+          calibrated=not args.uncalibrated, limits=args.limits)  # fmt: skip
 
 
 def _report(args: ReportArgs) -> None:

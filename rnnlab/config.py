@@ -207,7 +207,7 @@ class ServeLimits:
     max_batch: int = 32
     """Texts per forward pass."""
     max_wait_ms: float = 5.0
-    """How long the first request of a batch waits for others to join it."""
+    """When other requests are queued, how long a batch waits for more to join it (a lone request never waits)."""
     max_queue: int = 512
     """Texts waiting for the model before new requests get 429."""
     timeout_s: float = 30.0

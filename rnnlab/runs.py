@@ -19,7 +19,7 @@ from rnnlab.errors import UserError
 
 CONFIG, SPLIT, LABELS, METRICS, RESULTS = "config.json", "split.json", "labels.json", "metrics.jsonl", "results.json"
 WEIGHTS, CHECKPOINT, PREDICTIONS, LOG = "model.safetensors", "checkpoint.safetensors", "predictions.jsonl", "log.txt"
-CURVES = "curves.png"
+CURVES, CALIBRATION, ANALYSIS = "curves.png", "calibration.json", "analysis"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -92,6 +92,20 @@ def read_config(path: Path) -> RunConfig:
     if not (path / CONFIG).is_file():
         raise UserError(f"{path}: not a run folder (no {CONFIG})")
     return RunConfig.load(path / CONFIG)
+
+
+def read_temperature(path: Path) -> float:
+    """The temperature `rnnlab analyze` fitted on the run's validation split, or 1.0 (no scaling) if none."""
+    file = path / CALIBRATION
+    if not file.is_file():
+        return 1.0
+    try:
+        temperature = float(json.loads(file.read_text())["temperature"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{file}: unreadable calibration ({e}); delete it or rerun `rnnlab analyze {path}`") from None
+    if not 0 < temperature < float("inf"):
+        raise UserError(f"{file}: temperature must be positive, got {temperature}")
+    return temperature
 
 
 def require_finished(path: Path) -> None:

@@ -44,7 +44,7 @@ class GatedLabeller(Labeller):
         self.gate.set()
         self.batches: list[int] = []
 
-    def probs_of_ids(self, token_ids):
+    def raw_probs_of_ids(self, token_ids):
         self.entered.set()
         self.gate.wait(timeout=30)
         if any(-1 in ids for ids in token_ids):
@@ -67,8 +67,8 @@ def _client(labeller: Labeller | None = None, limits: ServeLimits | None = None,
 
 def _wait_ready(client: TestClient) -> None:
     deadline = time.monotonic() + 30
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, "never became ready"
+    while (ready := client.get("/ready")).status_code != 200:
+        assert time.monotonic() < deadline, f"never became ready: {ready.text}"
         time.sleep(0.02)
 
 

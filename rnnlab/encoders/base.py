@@ -50,6 +50,10 @@ class Encoder(nn.Module):
         """The tokens behind `ids`, for plots that label time steps."""
         raise NotImplementedError
 
+    def special_tokens(self) -> tuple[int, int]:
+        """How many special tokens open and close every tokenized text ([CLS] … [SEP] is (1, 1))."""
+        return 0, 0
+
     def spec(self) -> dict[str, Any]:
         """JSON description from which `load_encoder` rebuilds this encoder."""
         raise NotImplementedError

@@ -64,6 +64,9 @@ class TransformerEncoder(Encoder):
     def token_strings(self, ids: list[int]) -> list[str]:
         return [self.backend.id_to_token(i) or "?" for i in ids]
 
+    def special_tokens(self) -> tuple[int, int]:
+        return len(self.prefix), len(self.suffix)
+
     def spec(self) -> dict[str, Any]:
         local = Path(self.name).exists()
         return {

@@ -1,9 +1,11 @@
 """Micro-batching: requests queue up, one model thread labels them in batches.
 
-A model thread owns the model: it takes up to `max_batch` texts from the queue (waiting at most `max_wait_ms`
-for more after the first), tokenizes them (off the event loop), runs them sorted by length under inference mode,
-and resolves each request's future. Concurrent requests thus share forward passes, which is where a CPU server
-gets its throughput; a lone request waits only `max_wait_ms` for company.
+A model thread owns the model: it takes up to `max_batch` texts from the queue, tokenizes them (off the event
+loop), runs them sorted by length under inference mode, and resolves each request's future. Concurrent requests
+thus share forward passes, which is where a CPU server gets its throughput. A request that finds the queue
+otherwise empty runs at once (waiting 5 ms for company cost a lone request 8 ms at p50 on 2 cores); when others
+are queued, the batch takes them and waits up to `max_wait_ms` for more, while requests that arrive during a
+forward pass form the next batch.
 """
 
 from __future__ import annotations
@@ -129,7 +131,10 @@ class MicroBatcher:
                 break
             jobs.append(job)
             size += len(job.texts)
-            deadline = deadline or time.monotonic() + self.max_wait
+            if deadline is None:
+                if self._queue.empty():
+                    break  # nobody else is waiting: a lone request runs at once, never waits for company
+                deadline = time.monotonic() + self.max_wait
         return jobs
 
     def _take(self, job: _Job) -> bool:

@@ -287,29 +287,38 @@ def _add_middleware(app: FastAPI, state: _State) -> None:
         return response
 
 
-def load_run(run: Path, *, engine: str = "torch", device: str = "cpu", bf16: bool = True) -> Loaded:
+def load_run(run: Path, *, engine: str = "torch", device: str = "cpu", bf16: bool = True, calibrated: bool = True) -> Loaded:
     """A run folder as the server serves it: its labeller, its explainer (always the torch model) and its info."""
     from rnnlab import runs
     from rnnlab.serve.explain import gradient_x_input
     from rnnlab.serve.predict import Predictor
 
-    predictor = Predictor.load(run, device=device, bf16=bf16)
+    predictor = Predictor.load(run, device=device, bf16=bf16, calibrated=calibrated)
     labeller: Labeller = predictor
     if engine == "onnx":
         from rnnlab.serve.onnx import OnnxPredictor
 
-        labeller = OnnxPredictor(run, threads=None)
+        labeller = OnnxPredictor(run, threads=None, calibrated=calibrated)
     cfg = runs.read_config(run)
     results_path = run / runs.RESULTS
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     info = {"run": run.name, "engine": engine, "encoder": cfg.encoder.encoder, "head": cfg.model.head,
             "labels": labeller.label_names, "max_length": labeller.encoder.max_length,
-            "truncation": labeller.encoder.truncation, "test_accuracy": results.get("test_accuracy")}  # fmt: skip
+            "truncation": labeller.encoder.truncation, "temperature": labeller.temperature,
+            "test_accuracy": results.get("test_accuracy")}  # fmt: skip
     return Loaded(labeller, lambda ids: gradient_x_input(predictor.model, ids), info)
 
 
 def serve(
-    run: Path, *, engine: str, host: str, port: int, threads: int | None, bf16: bool = True, limits: ServeLimits | None = None
+    run: Path,
+    *,
+    engine: str,
+    host: str,
+    port: int,
+    threads: int | None,
+    bf16: bool = True,
+    calibrated: bool = True,
+    limits: ServeLimits | None = None,
 ) -> None:
     """Run the server until SIGINT/SIGTERM; on either, requests already accepted are answered first."""
     import torch
@@ -321,5 +330,6 @@ def serve(
     if threads:
         torch.set_num_threads(threads)
     limits = limits or ServeLimits()
-    app = create_app(lambda: load_run(run, engine=engine, bf16=bf16), limits, api_key=os.environ.get(API_KEY_ENV) or None)
+    load = lambda: load_run(run, engine=engine, bf16=bf16, calibrated=calibrated)  # noqa: E731
+    app = create_app(load, limits, api_key=os.environ.get(API_KEY_ENV) or None)
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=int(limits.timeout_s) + 5)

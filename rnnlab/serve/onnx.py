@@ -8,11 +8,13 @@ is exported with torch's fused cells instead: the parameter names are the same, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from rnnlab import runs
 from rnnlab.errors import UserError
 from rnnlab.serve.predict import Labeller
 
@@ -132,9 +134,7 @@ def _batch(predictor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 class OnnxPredictor(Labeller):
     """The exported graph under onnxruntime, with the same interface as Predictor."""
 
-    def __init__(self, run: Path, quantized: bool = False, threads: int | None = None) -> None:
-        import json
-
+    def __init__(self, run: Path, quantized: bool = False, threads: int | None = None, calibrated: bool = True) -> None:
         import onnxruntime as ort
 
         from rnnlab.encoders import load_encoder
@@ -148,10 +148,11 @@ class OnnxPredictor(Labeller):
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.encoder = load_encoder(run)
-        self.label_names = json.loads((run / "labels.json").read_text())
+        self.label_names = json.loads((run / runs.LABELS).read_text())
+        self.temperature = runs.read_temperature(run) if calibrated else 1.0
         self.batch_size = 64
 
-    def probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+    def raw_probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
         from rnnlab.data.batching import collate
 
         order = np.argsort([len(t) for t in token_ids], kind="stable")

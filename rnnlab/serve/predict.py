@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from rnnlab import runs
+from rnnlab.calibration import scale
 from rnnlab.encoders.base import Encoder
 from rnnlab.model import TextClassifier, build_model, load_saved_state, load_tensors
 from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
@@ -20,9 +21,15 @@ class Labeller:
 
     label_names: list[str]
     encoder: Encoder
+    temperature: float = 1.0
+    """Divides the logits (temperature scaling, fitted by `rnnlab analyze` on validation data); 1.0 leaves them."""
 
     def probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
-        """Class probabilities [N, C] of tokenized texts, in their order."""
+        """Class probabilities [N, C] of tokenized texts, in their order, scaled by `temperature`."""
+        return scale(self.raw_probs_of_ids(token_ids), self.temperature)
+
+    def raw_probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+        """The model's own probabilities [N, C], never scaled."""
         raise NotImplementedError
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -56,7 +63,7 @@ class Predictor(Labeller):
         self.model, self.label_names, self.prec, self.batch_size = model.eval(), label_names, prec, batch_size
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", bf16: bool = True) -> Predictor:
+    def load(cls, run_dir: str | Path, device: str = "auto", bf16: bool = True, calibrated: bool = True) -> Predictor:
         from rnnlab.encoders import load_encoder
 
         path = Path(run_dir)
@@ -68,12 +75,14 @@ class Predictor(Labeller):
         weights, _ = load_tensors(path / runs.WEIGHTS)
         load_saved_state(model, weights, path / runs.WEIGHTS)
         dev = resolve_device(device)
-        return cls(model.to(dev), label_names, Precision(dev, autocast_dtype(dev, bf16)))
+        predictor = cls(model.to(dev), label_names, Precision(dev, autocast_dtype(dev, bf16)))
+        predictor.temperature = runs.read_temperature(path) if calibrated else 1.0
+        return predictor
 
     @property
     def encoder(self) -> Encoder:
         return self.model.encoder
 
-    def probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
+    def raw_probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
         inputs = Inputs(token_ids, self.model.encoder.pad_id)
         return predict_probs(self.model, inputs, list(range(len(token_ids))), self.prec, self.batch_size)
