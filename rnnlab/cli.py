@@ -82,6 +82,25 @@ class PredictArgs:
 
 
 @dataclass
+class AnalyzeArgs:
+    """Analyze a finished run: calibration (fits and stores a temperature), mistakes, slices, label issues,
+    behavioural tests, attributions. Writes RUN/analysis/ (report.md, report.json, report.html, PNGs, CSVs)."""
+
+    run: Positional[str]
+    data: str | None = None
+    """CSV, TSV or JSONL file (or packaged dataset) to analyse on (default: the run's test split)."""
+    text_column: str | None = None
+    """Column of --data holding the text (default: the run's --text-column)."""
+    label_column: str | None = None
+    """Column of --data holding the label (default: the run's --label-column)."""
+    label_map: str | None = None
+    """Rename --data's labels to the run's: `negative=0,positive=1`."""
+    device: str = "auto"
+    seed: int = 0
+    """Seed of the behavioural suite and the attribution check."""
+
+
+@dataclass
 class ServeArgs:
     """Serve a finished run over HTTP: a JSON API with micro-batching, Prometheus metrics and a web page at `/`.
 
@@ -215,6 +234,16 @@ def _export(args: ExportArgs) -> None:
     print(f"wrote {export_onnx(Path(args.run), quantize=args.quantize)}")
 
 
+def _analyze(args: AnalyzeArgs) -> None:
+    from rnnlab.analyze.run import AnalyzeOptions, analyze_run
+
+    if args.data is None and (args.text_column or args.label_column or args.label_map):
+        raise UserError("--text-column, --label-column and --label-map describe --data; pass --data too")
+    options = AnalyzeOptions(data=args.data, text_column=args.text_column, label_column=args.label_column,
+                             label_map=args.label_map, device=args.device, seed=args.seed)  # fmt: skip
+    analyze_run(Path(args.run), options)
+
+
 def _serve(args: ServeArgs) -> None:
     from rnnlab.serve.http import serve
 
@@ -237,6 +266,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "predict": (PredictArgs, _predict),
     "export": (ExportArgs, _export),
     "serve": (ServeArgs, _serve),
+    "analyze": (AnalyzeArgs, _analyze),
     "compare": (CompareArgs, _compare),
     "report": (ReportArgs, _report),
 }

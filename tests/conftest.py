@@ -41,23 +41,30 @@ def tiny_bert(tmp_path_factory) -> Path:
     return folder
 
 
-def write_data(folder: Path) -> tuple[Path, Path]:
-    """80 short reviews (two classes, one cue word each) and a 6-dimensional GloVe file covering their words."""
-    rng = random.Random(0)
-    cues = {"pos": "good great fine lovely superb".split(), "neg": "bad awful poor boring dull".split()}
-    filler = "the movie was a film plot actor story and it".split()
+CUES = {"pos": "good great fine lovely superb".split(), "neg": "bad awful poor boring dull".split()}
+FILLER = "the movie was a film plot actor story and it".split()
+
+
+def write_reviews(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """`n` short reviews alternating neg/pos, each with one cue word among filler words and a unique number."""
+    rng = random.Random(seed)
     rows = []
-    for i in range(80):
+    for i in range(n):
         label = "pos" if i % 2 else "neg"
-        words = [rng.choice(filler) for _ in range(rng.randint(3, 12))] + [rng.choice(cues[label])]
+        words = [rng.choice(FILLER) for _ in range(rng.randint(3, 12))] + [rng.choice(CUES[label])]
         rng.shuffle(words)
         rows.append((" ".join(words) + f" {i}", label))
+    return rows
+
+
+def write_data(folder: Path) -> tuple[Path, Path]:
+    """80 short reviews (two classes, one cue word each) and a 6-dimensional GloVe file covering their words."""
     data = folder / "reviews.csv"
     with data.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([("text", "label"), *rows])
-    vectors = np.random.default_rng(0).normal(size=(len(filler) + 10, 6))
+        csv.writer(f).writerows([("text", "label"), *write_reviews(80)])
+    vectors = np.random.default_rng(0).normal(size=(len(FILLER) + 10, 6))
     glove = folder / "glove.txt"
-    words = [*filler, *cues["pos"], *cues["neg"]]
+    words = [*FILLER, *CUES["pos"], *CUES["neg"]]
     glove.write_text("".join(w + " " + " ".join(f"{x:.4f}" for x in v) + "\n" for w, v in zip(words, vectors)))
     return data, glove
 
@@ -85,6 +92,25 @@ def served_run(tmp_path_factory, tiny_bert) -> Path:
     data, _ = write_data(folder)
     run = folder / "run"
     assert main([*train_args(data, tiny_bert, run), "--max-length", "12"]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def accurate_run(tmp_path_factory) -> Path:
+    """A finished tiny run that has learnt its task (GloVe-6d + BiLSTM on 400 cue-word reviews): for analyses
+    that need a model whose probabilities mean something."""
+    from rnnlab.cli import main
+
+    folder = tmp_path_factory.mktemp("accurate")
+    _, glove = write_data(folder)
+    data = folder / "train.csv"
+    with data.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *write_reviews(400, seed=3)])
+    run = folder / "run"
+    args = ["train", "--data", str(data), "--encoder", str(glove), "--head", "bilstm", "--hidden-size", "16",
+            "--max-length", "16", "--epochs", "6", "--batch-size", "16", "--lr", "0.01", "--no-progress", "--no-bf16",
+            "--run-dir", str(run)]  # fmt: skip
+    assert main(args) == 0
     return run
 
 

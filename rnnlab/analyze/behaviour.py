@@ -40,24 +40,50 @@ def build_suite(originals: list[str], seed: int = 0, per_test: int = 60) -> list
     tests = [
         Test("clear positive", "MFT", [(f"The {pick(THINGS)} was {pick(POSITIVE_ADJ)}.", "positive") for _ in range(per_test)]),
         Test("clear negative", "MFT", [(f"The {pick(THINGS)} was {pick(NEGATIVE_ADJ)}.", "negative") for _ in range(per_test)]),
-        Test("negated positive → negative", "MFT",
-             [(f"The {pick(THINGS)} was not {pick(POSITIVE_ADJ)}.", "negative") for _ in range(per_test)]),
-        Test("negated negative → not negative", "MFT",
-             [(f"The {pick(THINGS)} was not {pick(NEGATIVE_ADJ)}.", "not negative") for _ in range(per_test)]),
-        Test("negation at the end", "MFT",
-             [(f"I thought the {pick(THINGS)} would be {pick(NEGATIVE_ADJ)}, but it was not.", "not negative")
-              for _ in range(per_test)]),
-        Test("used to … but now", "MFT",
-             [(f"I used to think this {pick(THINGS)} was {a}, but now I find it {b}.", label)
-              for a, b, label in (_flip(rng) for _ in range(per_test))]),
-        Test("typos (1–2 adjacent swaps)", "INV", [(t, _typos(t, rng, rng.choice([1, 2]))) for t in _sample(originals, rng, per_test)]),
+        Test(
+            "negated positive → negative",
+            "MFT",
+            [(f"The {pick(THINGS)} was not {pick(POSITIVE_ADJ)}.", "negative") for _ in range(per_test)],
+        ),
+        Test(
+            "negated negative → not negative",
+            "MFT",
+            [(f"The {pick(THINGS)} was not {pick(NEGATIVE_ADJ)}.", "not negative") for _ in range(per_test)],
+        ),
+        Test(
+            "negation at the end",
+            "MFT",
+            [
+                (f"I thought the {pick(THINGS)} would be {pick(NEGATIVE_ADJ)}, but it was not.", "not negative")
+                for _ in range(per_test)
+            ],
+        ),
+        Test(
+            "used to … but now",
+            "MFT",
+            [
+                (f"I used to think this {pick(THINGS)} was {a}, but now I find it {b}.", label)
+                for a, b, label in (_flip(rng) for _ in range(per_test))
+            ],
+        ),
+        Test(
+            "typos (1–2 adjacent swaps)",
+            "INV",
+            [(t, _typos(t, rng, rng.choice([1, 2]))) for t in _sample(originals, rng, per_test)],
+        ),
         Test("swapped names and places", "INV", _names_and_places(rng, per_test)),
         Test("added URL or punctuation", "INV", [(t, _noise(t, rng)) for t in _sample(originals, rng, per_test)]),
-        Test("+ positive sentence raises positive", "DIR",
-             [(t, f"{t} {pick(MORE_POSITIVE)}") for t in _sample(originals, rng, per_test)]),
-        Test("+ negative sentence lowers positive", "DIR",
-             [(t, f"{t} {pick(MORE_NEGATIVE)}") for t in _sample(originals, rng, per_test)]),
-    ]  # fmt: skip
+        Test(
+            "+ positive sentence raises positive",
+            "DIR",
+            [(t, f"{t} {pick(MORE_POSITIVE)}") for t in _sample(originals, rng, per_test)],
+        ),
+        Test(
+            "+ negative sentence lowers positive",
+            "DIR",
+            [(t, f"{t} {pick(MORE_NEGATIVE)}") for t in _sample(originals, rng, per_test)],
+        ),
+    ]
     return tests
 
 
@@ -69,8 +95,16 @@ def run_suite(tests: list[Test], positive_probability: Callable[[list[str]], np.
     for test in tests:
         failures = [case for case in test.cases if _fails(test.kind, case, score)]
         shown = [_example(test.kind, case, score) for case in failures[:examples]]
-        out.append({"test": test.name, "kind": test.kind, "cases": len(test.cases), "failures": len(failures),
-                    "failure_rate": len(failures) / max(len(test.cases), 1), "examples": shown})  # fmt: skip
+        out.append(
+            {
+                "test": test.name,
+                "kind": test.kind,
+                "cases": len(test.cases),
+                "failures": len(failures),
+                "failure_rate": len(failures) / max(len(test.cases), 1),
+                "examples": shown,
+            }
+        )
     return out
 
 
@@ -93,8 +127,11 @@ def _fails(kind: str, case: tuple, score: dict[str, float]) -> bool:
 def _example(kind: str, case: tuple, score: dict[str, float]) -> dict:
     if kind == "MFT":
         return {"text": case[0], "expected": case[1], "positive_score": round(score[case[0]], 4)}
-    return {"original": _excerpt(case[0]), "changed": _excerpt(case[1]),
-            "positive_score": [round(score[case[0]], 4), round(score[case[1]], 4)]}  # fmt: skip
+    return {
+        "original": _excerpt(case[0]),
+        "changed": _excerpt(case[1]),
+        "positive_score": [round(score[case[0]], 4), round(score[case[1]], 4)],
+    }
 
 
 def _excerpt(text: str, limit: int = 300) -> str:
@@ -132,14 +169,20 @@ def _noise(text: str, rng: random.Random) -> str:
 def _names_and_places(rng: random.Random, n: int) -> list[tuple[str, str]]:
     cases = []
     for _ in range(n):
-        template = rng.choice([
-            "I saw this with {name} in {place} and the {thing} was {adj}.",
-            "{name} said the {thing} was {adj}, and after the screening in {place} I agreed.",
-            "The {thing} follows {name}, a teacher in {place}; it is {adj}.",
-        ])  # fmt: skip
+        template = rng.choice(
+            [
+                "I saw this with {name} in {place} and the {thing} was {adj}.",
+                "{name} said the {thing} was {adj}, and after the screening in {place} I agreed.",
+                "The {thing} follows {name}, a teacher in {place}; it is {adj}.",
+            ]
+        )
         adj = rng.choice(POSITIVE_ADJ + NEGATIVE_ADJ)
         thing = rng.choice(THINGS)
         first, second = rng.sample(NAMES, 2), rng.sample(PLACES, 2)
-        cases.append((template.format(name=first[0], place=second[0], thing=thing, adj=adj),
-                      template.format(name=first[1], place=second[1], thing=thing, adj=adj)))  # fmt: skip
+        cases.append(
+            (
+                template.format(name=first[0], place=second[0], thing=thing, adj=adj),
+                template.format(name=first[1], place=second[1], thing=thing, adj=adj),
+            )
+        )
     return cases

@@ -19,8 +19,9 @@ def deletion_check(predictor: Predictor, token_ids: list[list[int]], *, fraction
     for ids, attribution in zip(token_ids, attributions):
         content = np.arange(head, len(ids) - tail)
         k = max(1, round(fraction * len(content)))
-        if len(content) <= k:
-            top.append(ids), random.append(ids)
+        if len(content) <= k:  # too short to delete from
+            top.append(ids)
+            random.append(ids)
             continue
         ranked = content[np.argsort(-np.asarray(attribution.scores)[content], kind="stable")]
         top.append(_without(ids, ranked[:k]))
@@ -30,9 +31,14 @@ def deletion_check(predictor: Predictor, token_ids: list[list[int]], *, fraction
     before = predictor.raw_probs_of_ids(token_ids)[rows, predicted]
     drop_top = before - predictor.raw_probs_of_ids(top)[rows, predicted]
     drop_random = before - predictor.raw_probs_of_ids(random)[rows, predicted]
-    return {"texts": len(token_ids), "fraction": fraction, "mean_drop_top": float(drop_top.mean()),
-            "mean_drop_random": float(drop_random.mean()), "top_beats_random_share": float((drop_top > drop_random).mean()),
-            "passes": bool(drop_top.mean() > drop_random.mean())}  # fmt: skip
+    return {
+        "texts": len(token_ids),
+        "fraction": fraction,
+        "mean_drop_top": float(drop_top.mean()),
+        "mean_drop_random": float(drop_random.mean()),
+        "top_beats_random_share": float((drop_top > drop_random).mean()),
+        "passes": bool(drop_top.mean() > drop_random.mean()),
+    }
 
 
 def _without(ids: list[int], positions: np.ndarray) -> list[int]:

@@ -2,10 +2,10 @@
 
 A model thread owns the model: it takes up to `max_batch` texts from the queue, tokenizes them (off the event
 loop), runs them sorted by length under inference mode, and resolves each request's future. Concurrent requests
-thus share forward passes, which is where a CPU server gets its throughput. A request that finds the queue
-otherwise empty runs at once (waiting 5 ms for company cost a lone request 8 ms at p50 on 2 cores); when others
-are queued, the batch takes them and waits up to `max_wait_ms` for more, while requests that arrive during a
-forward pass form the next batch.
+thus share forward passes, which is where a CPU server gets its throughput. A request that finds the queue empty
+after a batch that served one request runs at once (waiting 5 ms for company cost a lone request 8 ms at p50 on 2
+cores); under load — others queued, or the last batch shared — the batch waits up to `max_wait_ms` for more (at
+concurrency 8, running the first arrival alone split the clients into batches of 1 and 7).
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ class MicroBatcher:
         self._queued = 0  # texts waiting, guarded by _lock
         self._lock = threading.Lock()
         self._carry: _Job | None = None  # a claimed job that did not fit the last batch goes first in the next
+        self._shared = False  # whether the last batch served several requests: then the next one waits for company
         self._thread = threading.Thread(target=self._run, name="rnnlab-model", daemon=True)
 
     @property
@@ -132,9 +133,10 @@ class MicroBatcher:
             jobs.append(job)
             size += len(job.texts)
             if deadline is None:
-                if self._queue.empty():
-                    break  # nobody else is waiting: a lone request runs at once, never waits for company
+                if self._queue.empty() and not self._shared:
+                    break  # no sign of company (none queued, last batch alone): run at once
                 deadline = time.monotonic() + self.max_wait
+        self._shared = len(jobs) > 1
         return jobs
 
     def _take(self, job: _Job) -> bool:

@@ -1,0 +1,1 @@
+"""Analyze: `rnnlab analyze RUN` — calibration, mistakes, slices, label issues, behaviour and attributions."""

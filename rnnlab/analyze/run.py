@@ -1,0 +1,202 @@
+"""`rnnlab analyze RUN`: fit the temperature on validation, then take the run apart on its test split (or a file).
+
+The temperature is fitted on the run's validation split only, never on the texts being analysed, and stored in
+the run as calibration.json, which `predict`, `rnnlab.load` and `serve` then apply.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab import runs
+from rnnlab.analyze.behaviour import build_suite, run_suite
+from rnnlab.analyze.faithfulness import deletion_check
+from rnnlab.analyze.label_issues import label_issues
+from rnnlab.analyze.mistakes import confident_errors, influential_span, most_confused
+from rnnlab.analyze.report import headline_line, write_report
+from rnnlab.analyze.slices import slices
+from rnnlab.calibration import brier, calibration_errors, fit_temperature, nll, reliability, scale
+from rnnlab.data.readers import PACKAGED
+from rnnlab.metrics import per_class, scores, wilson
+from rnnlab.runs import atomic_write_json
+from rnnlab.serve.evaluate import LabelledTexts, labelled_file, run_split
+from rnnlab.serve.explain import gradient_x_input
+from rnnlab.serve.predict import Predictor
+
+TOP_MISTAKES, TOP_ISSUES, ATTRIBUTION_TEXTS = 20, 30, 100
+
+
+@dataclass
+class AnalyzeOptions:
+    data: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    label_map: str | None = None
+    device: str = "auto"
+    seed: int = 0
+
+
+def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
+    """Write RUN/analysis/ and RUN/calibration.json; returns the report."""
+    start = time.perf_counter()
+    runs.require_finished(run)
+    predictor = Predictor.load(run, device=options.device, calibrated=False)
+    val = run_split(run, "val")
+    target = (
+        run_split(run, "test")
+        if options.data is None
+        else labelled_file(
+            run, options.data, text_column=options.text_column, label_column=options.label_column, label_map=options.label_map
+        )
+    )
+    temperature = _calibrate(run, predictor, val)
+    ids, counts = predictor.encoder.tokenize_counted(target.texts)
+    raw = predictor.raw_probs_of_ids(ids)
+    probs = scale(raw, temperature)
+    predictor.temperature = temperature  # the behavioural tests see what a user of the run sees
+    n_tokens = np.asarray(counts)
+    names, y = predictor.label_names, target.labels
+    report = {
+        "run": run.name,
+        "data": target.source,
+        "examples": len(y),
+        "label_names": names,
+        "headline": _headline(probs, y, len(names)),
+        "calibration": _calibration(raw, probs, y, temperature, len(val.labels)),
+        "slices": slices(probs, y, n_tokens, max_length=predictor.encoder.max_length, label_names=names),
+    }
+    mistakes, mistake_rows = _mistakes(predictor, target, ids, probs, n_tokens, report["headline"]["confusion"])
+    issues, issue_rows = _label_issues(target, probs, names, options.data is None)
+    report |= {
+        "mistakes": mistakes,
+        "label_issues": issues,
+        "behaviour": _behaviour(run, predictor, target, options.seed),
+        "attribution": _faithfulness(predictor, ids, options.seed),
+    }
+    report["seconds"] = time.perf_counter() - start
+    write_report(run / runs.ANALYSIS, report, mistakes_rows=mistake_rows, issue_rows=issue_rows)
+    print(headline_line(report))
+    print(f"wrote {run / runs.ANALYSIS / 'report.md'} (and report.json, report.html, PNGs, CSVs)")
+    return report
+
+
+def _calibrate(run: Path, predictor: Predictor, val: LabelledTexts) -> float:
+    raw_val = predictor.raw_probs_of_ids(predictor.encoder.tokenize(val.texts))
+    temperature = fit_temperature(raw_val, val.labels)
+    atomic_write_json(
+        run / runs.CALIBRATION,
+        {
+            "temperature": temperature,
+            "fitted_on": "validation split",
+            "examples": len(val.labels),
+            "val_nll_before": nll(raw_val, val.labels),
+            "val_nll_after": nll(scale(raw_val, temperature), val.labels),
+        },
+    )
+    return temperature
+
+
+def _headline(probs: np.ndarray, y: np.ndarray, c: int) -> dict:
+    confusion = np.zeros((c, c), dtype=np.int64)
+    np.add.at(confusion, (y, probs.argmax(1)), 1)
+    low, high = wilson(int(np.trace(confusion)), len(y))
+    return {
+        **scores(confusion),
+        "accuracy_low": low,
+        "accuracy_high": high,
+        **per_class(confusion),
+        "support": confusion.sum(1).tolist(),
+        "confusion": confusion.tolist(),
+    }
+
+
+def _calibration(raw: np.ndarray, probs: np.ndarray, y: np.ndarray, temperature: float, fit_examples: int) -> dict:
+    summary = lambda p: {**calibration_errors(p, y), "nll": nll(p, y), "brier": brier(p, y)}  # noqa: E731
+    return {
+        "temperature": temperature,
+        "fitted_on": "the run's validation split",
+        "fit_examples": fit_examples,
+        "before": summary(raw),
+        "after": summary(probs),
+        "reliability_before": reliability(raw, y),
+        "reliability_after": reliability(probs, y),
+        "confidence_before": raw.max(1).round(4).tolist(),
+        "confidence_after": probs.max(1).round(4).tolist(),
+    }
+
+
+def _mistakes(predictor, target: LabelledTexts, ids, probs, n_tokens, confusion) -> tuple[dict, list[dict]]:
+    names, y, limit = predictor.label_names, target.labels, predictor.encoder.max_length
+    order = confident_errors(probs, y)
+    rows = [
+        {
+            "row": int(i),
+            "gold": names[y[i]],
+            "predicted": names[int(probs[i].argmax())],
+            "probability": float(probs[i].max()),
+            "loss": float(-np.log(max(probs[i, y[i]], 1e-12))),
+            "n_tokens": int(n_tokens[i]),
+            "truncated": bool(n_tokens[i] > limit),
+            "text": target.texts[i],
+        }
+        for i in order
+    ]
+    top = rows[:TOP_MISTAKES]
+    attributions = gradient_x_input(predictor.model, [ids[r["row"]] for r in top])
+    special = predictor.encoder.special_tokens()
+    for row, attribution in zip(top, attributions):
+        row |= {"span": influential_span(attribution, special), "excerpt": _excerpt(row["text"])}
+    shown = [{k: v for k, v in row.items() if k != "text"} for row in top]
+    return {"errors": len(rows), "top": shown, "most_confused": most_confused(np.asarray(confusion), names)}, rows
+
+
+def _label_issues(target: LabelledTexts, probs, names, held_out_split: bool) -> tuple[dict, list[dict]]:
+    found = label_issues(probs, target.labels)
+    rows = [
+        {
+            "row": f["row"],
+            "given": names[f["given"]],
+            "suggested": names[f["suggested"]],
+            "self_confidence": f["self_confidence"],
+            "text": target.texts[f["row"]],
+        }
+        for f in found
+    ]
+    top = [{**{k: v for k, v in r.items() if k != "text"}, "excerpt": _excerpt(r["text"])} for r in rows[:TOP_ISSUES]]
+    source = "the run's test split (never trained on)" if held_out_split else f"{target.source} (out of sample)"
+    return {"source": source, "candidates": len(rows), "share": len(rows) / max(len(target.labels), 1), "top": top}, rows
+
+
+def _behaviour(run: Path, predictor: Predictor, target: LabelledTexts, seed: int) -> dict:
+    positive = _positive_class(run, predictor.label_names)
+    if positive is None:
+        return {"skipped": f"labels {', '.join(predictor.label_names)} are not binary sentiment (negative/positive)"}
+    tests = build_suite(target.texts, seed=seed)
+    results = run_suite(tests, lambda texts: predictor.predict_proba(texts)[:, positive])
+    cases = sum(t["cases"] for t in results)
+    return {"seed": seed, "cases": cases, "failure_rate": sum(t["failures"] for t in results) / cases, "tests": results}
+
+
+def _positive_class(run: Path, names: list[str]) -> int | None:
+    lowered = [n.lower() for n in names]
+    for pair in (["negative", "positive"], ["neg", "pos"]):
+        if sorted(lowered) == pair:
+            return lowered.index(pair[1])
+    if names == ["0", "1"] and runs.read_config(run).dataset.data.lower() in PACKAGED:
+        return 1  # a run made before the packaged data carried names: 1 is positive
+    return None
+
+
+def _faithfulness(predictor: Predictor, ids: list[list[int]], seed: int) -> dict:
+    chosen = random.Random(seed).sample(range(len(ids)), min(ATTRIBUTION_TEXTS, len(ids)))
+    return deletion_check(predictor, [ids[i] for i in chosen], seed=seed)
+
+
+def _excerpt(text: str, limit: int = 240) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
