@@ -98,6 +98,8 @@ class AnalyzeArgs:
     device: str = "auto"
     seed: int = 0
     """Seed of the behavioural suite and the attribution check."""
+    out: str | None = None
+    """Folder for the report (default: RUN/analysis, or RUN/analysis-<data name> with --data)."""
 
 
 @dataclass
@@ -240,7 +242,8 @@ def _analyze(args: AnalyzeArgs) -> None:
     if args.data is None and (args.text_column or args.label_column or args.label_map):
         raise UserError("--text-column, --label-column and --label-map describe --data; pass --data too")
     options = AnalyzeOptions(data=args.data, text_column=args.text_column, label_column=args.label_column,
-                             label_map=args.label_map, device=args.device, seed=args.seed)  # fmt: skip
+                             label_map=args.label_map, device=args.device, seed=args.seed,
+                             out=Path(args.out) if args.out else None)  # fmt: skip
     analyze_run(Path(args.run), options)
 
 

@@ -98,7 +98,7 @@ def analysed(accurate_run, tmp_path_factory):
 
 def test_flipped_labels_are_recovered_from_a_held_out_file(analysed, accurate_run):
     report, flipped, _ = analysed
-    with (accurate_run / "analysis" / "label_issues.csv").open() as f:
+    with (accurate_run / "analysis-held_out" / "label_issues.csv").open() as f:
         candidates = [int(row["row"]) for row in csv.DictReader(f)]
     recall = len(set(candidates[: 2 * len(flipped)]) & set(flipped)) / len(flipped)
     assert recall >= 0.6, (recall, candidates[:20], flipped)
@@ -107,7 +107,7 @@ def test_flipped_labels_are_recovered_from_a_held_out_file(analysed, accurate_ru
 
 def test_the_report_is_written_with_stable_keys(analysed, accurate_run):
     report, _, _ = analysed
-    out = accurate_run / "analysis"
+    out = accurate_run / "analysis-held_out"
     for name in ("report.md", "report.json", "report.html", "reliability.png", "confidence.png", "length.png", "mistakes.csv"):
         assert (out / name).is_file(), name
     saved = json.loads((out / "report.json").read_text())

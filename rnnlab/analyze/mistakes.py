@@ -46,5 +46,6 @@ def detokenize(tokens: list[str]) -> str:
         elif token[:1] in ("\u2581", "\u0120"):
             out += " " + token[1:]
         else:
-            out += ("" if not out or token in ".,!?;:')" else " ") + token
+            glued = not out or token in ".,!?;:')" or out.endswith("'") and token.isalpha() and len(token) <= 2
+            out += ("" if glued else " ") + token
     return out.strip()

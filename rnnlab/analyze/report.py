@@ -6,6 +6,7 @@ import base64
 import csv
 import html
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +51,18 @@ def headline_line(report: dict) -> str:
     return f"{report['data']}, {report['examples']:,} texts: " + " · ".join(parts)
 
 
-def to_markdown(report: dict) -> str:
-    sections = [_headline_md, _calibration_md, _mistakes_md, _slices_md, _issues_md, _behaviour_md, _attribution_md]
-    title = f"# Analysis of `{report['run']}` on {report['data']}\n\n{headline_line(report)}\n"
-    return "\n".join([title, *(section(report) for section in sections), f"Written in {report['seconds']:.0f} s.\n"])
+SECTIONS = ("headline", "calibration", "mistakes", "slices", "label_issues", "behaviour", "attribution")
+
+
+def to_markdown(report: dict, *, sections: tuple[str, ...] = SECTIONS, pictures: str = "", level: int = 1) -> str:
+    """The report as markdown: `sections` in their order; `pictures` prefixes the PNG names (for docs/img/);
+    `level` is the title's heading level (sections sit one below)."""
+    writers = {"headline": _headline_md, "calibration": _calibration_md, "mistakes": _mistakes_md, "slices": _slices_md,
+               "label_issues": _issues_md, "behaviour": _behaviour_md, "attribution": _attribution_md}  # fmt: skip
+    title = f"{'#' * level} Analysis of `{report['run']}` on {report['data']}\n\n{headline_line(report)}\n"
+    body = "\n".join([title, *(writers[name](report) for name in sections), f"Written in {report['seconds']:.0f} s.\n"])
+    body = body.replace("\n## ", "\n" + "#" * (level + 1) + " ")
+    return re.sub(r"!\[(\w+)\]\((\w+\.png)\)", lambda m: f"![{m[1]}]({pictures}{m[2]})", body)
 
 
 def _headline_md(report: dict) -> str:

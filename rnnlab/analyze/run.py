@@ -39,6 +39,8 @@ class AnalyzeOptions:
     label_map: str | None = None
     device: str = "auto"
     seed: int = 0
+    out: Path | None = None
+    """Default: RUN/analysis for the test split, RUN/analysis-<data name> for --data."""
 
 
 def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
@@ -79,9 +81,10 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
         "attribution": _faithfulness(predictor, ids, options.seed),
     }
     report["seconds"] = time.perf_counter() - start
-    write_report(run / runs.ANALYSIS, report, mistakes_rows=mistake_rows, issue_rows=issue_rows)
+    out = options.out or run / (runs.ANALYSIS if options.data is None else f"{runs.ANALYSIS}-{Path(options.data).stem}")
+    write_report(out, report, mistakes_rows=mistake_rows, issue_rows=issue_rows)
     print(headline_line(report))
-    print(f"wrote {run / runs.ANALYSIS / 'report.md'} (and report.json, report.html, PNGs, CSVs)")
+    print(f"wrote {out / 'report.md'} (and report.json, report.html, PNGs, CSVs)")
     return report
 
 
