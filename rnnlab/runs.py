@@ -19,7 +19,7 @@ from rnnlab.errors import UserError
 
 CONFIG, SPLIT, LABELS, METRICS, RESULTS = "config.json", "split.json", "labels.json", "metrics.jsonl", "results.json"
 WEIGHTS, CHECKPOINT, PREDICTIONS, LOG = "model.safetensors", "checkpoint.safetensors", "predictions.jsonl", "log.txt"
-CURVES, CALIBRATION, ANALYSIS = "curves.png", "calibration.json", "analysis"
+CURVES, CALIBRATION, ANALYSIS, CHECKS = "curves.png", "calibration.json", "analysis", "checks.json"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

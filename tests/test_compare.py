@@ -31,6 +31,15 @@ def test_every_cell_shares_the_split_and_the_report_lists_each_row(tmp_path):
     assert len(hashes) == 1
     table = (tmp_path / "grid" / "report" / "results.csv").read_text().splitlines()
     assert len(table) == 1 + 3  # header, gru, fnn, baseline
+    # Every cell is also calibrated on validation and put through the behavioural suite; the table shows both.
+    for run in runs_:
+        checks = json.loads((run / runs.CHECKS).read_text())
+        assert checks["temperature"] > 0 and 0 <= checks["ece_scaled"] <= 1
+        assert 0 <= checks["negation_failure_rate"] <= 1 and (run / runs.CALIBRATION).is_file()
+    results = (tmp_path / "grid" / "report" / "results.md").read_text()
+    assert "ECE (scaled)" in results and "negation fails" in results
+    row = next(line for line in results.splitlines() if "+ gru" in line)
+    assert row.count("%") >= 2  # behaviour and negation failure rates filled in for a trained cell
 
 
 def test_a_killed_grid_resumes_its_cell_and_skips_finished_ones(tmp_path):

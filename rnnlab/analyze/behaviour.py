@@ -21,6 +21,7 @@ NAMES = ["Maria", "John", "Aisha", "Kenji", "Olga", "Pedro", "Fatima", "Liam", "
 PLACES = ["Lagos", "Chicago", "Mumbai", "Berlin", "Lima", "Osaka", "Cairo", "Toronto", "Madrid", "Sydney"]
 MORE_POSITIVE = ["Overall, I loved it.", "I would happily watch it again.", "A real gem, highly recommended."]
 MORE_NEGATIVE = ["Overall, I hated it.", "I want those two hours back.", "A complete waste of time, avoid it."]
+NEGATION_TESTS = ("negated positive → negative", "negated negative → not negative", "negation at the end")
 DIRECTION_TOLERANCE = 0.02
 """A directional case fails when the positive score moves the wrong way by more than this."""
 

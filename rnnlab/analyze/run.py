@@ -15,15 +15,14 @@ import numpy as np
 
 from rnnlab import runs
 from rnnlab.analyze.behaviour import build_suite, run_suite
+from rnnlab.analyze.checks import fit_and_store_temperature, positive_class
 from rnnlab.analyze.faithfulness import deletion_check
 from rnnlab.analyze.label_issues import label_issues
 from rnnlab.analyze.mistakes import confident_errors, influential_span, most_confused
 from rnnlab.analyze.report import headline_line, write_report
 from rnnlab.analyze.slices import slices
-from rnnlab.calibration import brier, calibration_errors, fit_temperature, nll, reliability, scale
-from rnnlab.data.readers import PACKAGED
+from rnnlab.calibration import brier, calibration_errors, nll, reliability, scale
 from rnnlab.metrics import per_class, scores, wilson
-from rnnlab.runs import atomic_write_json
 from rnnlab.serve.evaluate import LabelledTexts, labelled_file, run_split
 from rnnlab.serve.explain import gradient_x_input
 from rnnlab.serve.predict import Predictor
@@ -56,7 +55,7 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
             run, options.data, text_column=options.text_column, label_column=options.label_column, label_map=options.label_map
         )
     )
-    temperature = _calibrate(run, predictor, val)
+    temperature = fit_and_store_temperature(run, predictor, val)
     ids, counts = predictor.encoder.tokenize_counted(target.texts)
     raw = predictor.raw_probs_of_ids(ids)
     probs = scale(raw, temperature)
@@ -86,22 +85,6 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
     print(headline_line(report))
     print(f"wrote {out / 'report.md'} (and report.json, report.html, PNGs, CSVs)")
     return report
-
-
-def _calibrate(run: Path, predictor: Predictor, val: LabelledTexts) -> float:
-    raw_val = predictor.raw_probs_of_ids(predictor.encoder.tokenize(val.texts))
-    temperature = fit_temperature(raw_val, val.labels)
-    atomic_write_json(
-        run / runs.CALIBRATION,
-        {
-            "temperature": temperature,
-            "fitted_on": "validation split",
-            "examples": len(val.labels),
-            "val_nll_before": nll(raw_val, val.labels),
-            "val_nll_after": nll(scale(raw_val, temperature), val.labels),
-        },
-    )
-    return temperature
 
 
 def _headline(probs: np.ndarray, y: np.ndarray, c: int) -> dict:
@@ -176,23 +159,13 @@ def _label_issues(target: LabelledTexts, probs, names, held_out_split: bool) -> 
 
 
 def _behaviour(run: Path, predictor: Predictor, target: LabelledTexts, seed: int) -> dict:
-    positive = _positive_class(run, predictor.label_names)
+    positive = positive_class(run, predictor.label_names)
     if positive is None:
         return {"skipped": f"labels {', '.join(predictor.label_names)} are not binary sentiment (negative/positive)"}
     tests = build_suite(target.texts, seed=seed)
     results = run_suite(tests, lambda texts: predictor.predict_proba(texts)[:, positive])
     cases = sum(t["cases"] for t in results)
     return {"seed": seed, "cases": cases, "failure_rate": sum(t["failures"] for t in results) / cases, "tests": results}
-
-
-def _positive_class(run: Path, names: list[str]) -> int | None:
-    lowered = [n.lower() for n in names]
-    for pair in (["negative", "positive"], ["neg", "pos"]):
-        if sorted(lowered) == pair:
-            return lowered.index(pair[1])
-    if names == ["0", "1"] and runs.read_config(run).dataset.data.lower() in PACKAGED:
-        return 1  # a run made before the packaged data carried names: 1 is positive
-    return None
 
 
 def _faithfulness(predictor: Predictor, ids: list[list[int]], seed: int) -> dict:

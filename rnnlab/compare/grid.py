@@ -45,6 +45,7 @@ def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str
 
 
 def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str], seeds: int, baseline: bool) -> dict[str, Any]:
+    from rnnlab.analyze.checks import run_checks
     from rnnlab.training.fit import fit
 
     cells = grid_cells(base, grid, encoders, heads, seeds)
@@ -57,10 +58,11 @@ def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str],
     for cfg in bar:
         run = Path(cfg.run_dir)
         bar.set_postfix_str(run.name)
-        if runs.is_finished(run):
-            continue
-        resume = (run / runs.CHECKPOINT).exists()
-        fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False)), resume=resume)
+        if not runs.is_finished(run):
+            resume = (run / runs.CHECKPOINT).exists()
+            fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False)), resume=resume)
+        if main and not (run / runs.CHECKS).exists():
+            run_checks(run, device=cfg.train.device, seed=cfg.train.seed)
     if not main:
         return {}
     from rnnlab.compare.report import build_report

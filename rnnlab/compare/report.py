@@ -25,6 +25,9 @@ _RESULT_KEYS = (
 )  # fmt: skip
 
 
+_CHECK_KEYS = ("ece_scaled", "behaviour_failure_rate", "negation_failure_rate")
+
+
 def _read_json(path: Path) -> dict | None:
     if not path.exists():
         return None
@@ -50,6 +53,7 @@ def summarize_run(run_dir: Path) -> dict:
     """One run folder as a flat dict: identity (encoder, head, finetune, seed), progress, and test results."""
     run_dir = Path(run_dir)
     results = _read_json(run_dir / "results.json") or {}
+    checks = _read_json(run_dir / "checks.json") or {}  # written by rnnlab.analyze.checks after a grid cell
     config = _read_json(run_dir / "config.json") or {}
     metrics = _read_jsonl(run_dir / "metrics.jsonl")
     encoder_cfg, model_cfg, train_cfg = (config.get(k) or {} for k in ("encoder", "model", "train"))
@@ -67,6 +71,7 @@ def summarize_run(run_dir: Path) -> dict:
         "val_accuracy": val,
         "best_val_accuracy": max((v for v in val if v is not None), default=None),
         **{k: results.get(k) for k in _RESULT_KEYS},
+        **{k: checks.get(k) for k in _CHECK_KEYS},
     }
 
 
@@ -125,7 +130,8 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], dict[tuple, list[dict]]]:
             "accuracy_mean": float(np.mean(acc)), "accuracy_std": _std(acc),
             "macro_f1_mean": _mean(f1) or 0.0, "macro_f1_std": _std(f1),
             **{k: _mean([r[k] for r in members]) for k in ("params_trainable", "params_total", "train_seconds",
-                                                           "reviews_per_s", "peak_memory_mb", "best_epoch")},
+                                                           "reviews_per_s", "peak_memory_mb", "best_epoch",
+                                                           *_CHECK_KEYS)},
             "split_hashes": sorted({str(r["split_hash"]) for r in members}),
             "p_value": None, "mcnemar_b": None, "mcnemar_c": None, "test_note": "",
         })  # fmt: skip

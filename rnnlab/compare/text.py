@@ -72,6 +72,10 @@ def _fmt(value, spec: str = ".4f") -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _percent(value) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
 def _fmt_count(value) -> str:
     if value is None:
         return "–"
@@ -79,8 +83,8 @@ def _fmt_count(value) -> str:
 
 
 TABLE_HEADER = (
-    "#", "model", "n", "accuracy", "macro-F1", "p vs best", "params trainable / total", "train s", "reviews/s",
-    "peak MB", "best epoch",
+    "#", "model", "n", "accuracy", "macro-F1", "p vs best", "ECE (scaled)", "behaviour fails", "negation fails",
+    "params trainable / total", "train s", "reviews/s", "peak MB", "best epoch",
 )  # fmt: skip
 
 
@@ -90,7 +94,8 @@ def _table_cells(i: int, r: dict) -> list[str]:
     return [
         str(i), name, str(r["n"]),
         f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}", f"{r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f}",
-        p, f"{_fmt_count(r['params_trainable'])} / {_fmt_count(r['params_total'])}", _fmt(r["train_seconds"], ".1f"),
+        p, _fmt(r.get("ece_scaled"), ".3f"), _percent(r.get("behaviour_failure_rate")), _percent(r.get("negation_failure_rate")),
+        f"{_fmt_count(r['params_trainable'])} / {_fmt_count(r['params_total'])}", _fmt(r["train_seconds"], ".1f"),
         _fmt(r["reviews_per_s"], ",.0f"), _fmt(r["peak_memory_mb"], ",.0f"), _fmt(r["best_epoch"], ".1f"),
     ]  # fmt: skip
 
@@ -103,7 +108,10 @@ def markdown_table(rows: list[dict]) -> str:
 def render_markdown(report: dict) -> str:
     """results.md in reading order: loud warnings, summary, table, notes."""
     loud = [f"> **WARNING:** {w}" for w in report["warnings"]]
-    notes = [PAIRING_NOTE, "± is the sample std over seeds (ddof=1); 0 when n=1. Other columns are means over seeds."]
+    notes = [PAIRING_NOTE, "± is the sample std over seeds (ddof=1); 0 when n=1. Other columns are means over seeds.",
+             "ECE (scaled): top-label ECE on test after temperature scaling fitted on validation; behaviour and "
+             "negation fails: share of failed cases of the behavioural suite and of its three negation tests "
+             "(`rnnlab analyze` explains both)."]  # fmt: skip
     notes += [f"Skipped {s}" for s in report["skipped"]]
     body = ["# Results", *loud, "", report["summary"], "", markdown_table(report["rows"]), "", "## Notes", ""]
     return "\n".join(body + [f"- {n}" for n in notes]) + "\n"
