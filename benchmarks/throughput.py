@@ -108,7 +108,7 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
     from rnnlab.runtime import Inputs, Precision, autocast_dtype
     from rnnlab.training.distributed import Dist
     from rnnlab.training.features import encode_cached
-    from rnnlab.training.loop import batch_stream, train_steps
+    from rnnlab.training.loop import Optimization, TrainState, batch_stream, cross_entropy, train_epoch
 
     encoder = TransformerEncoder("minilm", 256, "head_tail").to(device)
     prec = Precision(device, autocast_dtype(device, True))
@@ -131,8 +131,8 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
 
             def step(chunk, forward=forward, opt=opt, sched=sched):  # chunk: a list of batches
                 stream = batch_stream(inputs, chunk, 0, Dist(), workers=0)
-                train_steps(forward, y, stream, opt, sched, prec=prec, dist=Dist(), clip_norm=1.0,
-                            after_step=lambda *_: False, vectors=inputs.store is not None)
+                train_epoch(forward, stream, Optimization(opt, sched, prec, Dist(), 1.0, cross_entropy(y)), TrainState(),
+                            vectors=inputs.store is not None)
                 sync(device)
 
             trainers[name], meters[name] = (step, batches[batch]), Meter(name)

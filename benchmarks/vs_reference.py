@@ -43,7 +43,7 @@ from rnnlab.data.batching import LengthBucketSampler  # noqa: E402
 from rnnlab.data.split import prepare  # noqa: E402
 from rnnlab.runtime import Inputs, Precision, autocast_dtype, predict_probs  # noqa: E402
 from rnnlab.training.distributed import Dist  # noqa: E402
-from rnnlab.training.loop import batch_stream, train_steps  # noqa: E402
+from rnnlab.training.loop import Optimization, TrainState, batch_stream, cross_entropy, train_epoch  # noqa: E402
 
 BATCH = 8
 
@@ -151,9 +151,9 @@ class Rnnlab:
 
     def train_batches(self, batches: list[list[int]]) -> None:
         stream = batch_stream(self.train_inputs, batches, 0, Dist(), workers=0)
-        train_steps(self.model, self.labels, stream, self.optimizer, self.scheduler, prec=self.prec, dist=Dist(),
-                    clip_norm=self.cfg.train.clip_norm, after_step=lambda *_: False,
-                    vectors=self.train_inputs.store is not None)  # fmt: skip
+        clip = self.cfg.train.clip_norm
+        opt = Optimization(self.optimizer, self.scheduler, self.prec, Dist(), clip, cross_entropy(self.labels))
+        train_epoch(self.model, stream, opt, TrainState(), vectors=self.train_inputs.store is not None)
 
     def predict(self, indices: list[int]) -> np.ndarray:
         return predict_probs(self.model, self.eval_inputs, indices, self.prec, batch_size=64).argmax(1)

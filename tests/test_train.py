@@ -28,7 +28,7 @@ def test_no_softmax_before_the_loss(monkeypatch):
     from rnnlab.model import TextClassifier
     from rnnlab.runtime import Inputs, Precision
     from rnnlab.training.distributed import Dist
-    from rnnlab.training.loop import batch_stream, train_steps
+    from rnnlab.training.loop import Optimization, TrainState, batch_stream, cross_entropy, train_epoch
 
     class Table(torch.nn.Module):  # a tiny trainable encoder: ids → vectors
         dim, pad_id, trainable = 6, 0, True
@@ -51,11 +51,11 @@ def test_no_softmax_before_the_loss(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "softmax", forbidden)
     monkeypatch.setattr(torch.nn.functional, "softmax", forbidden)
     stream = batch_stream(inputs, [[0, 1, 2]], 0, Dist(), workers=0)
-    losses = []
-    train_steps(model, torch.tensor([0, 1, 0]), stream, optimizer, scheduler, prec=Precision(torch.device("cpu"), None),
-                dist=Dist(), clip_norm=1.0, after_step=lambda _p, loss, _n: losses.append(loss) is not None,
-                vectors=False)  # fmt: skip
-    assert len(losses) == 1 and losses[0] > 0
+    opt = Optimization(optimizer, scheduler, Precision(torch.device("cpu"), None), Dist(), 1.0,
+                       cross_entropy(torch.tensor([0, 1, 0])))  # fmt: skip
+    state = TrainState()
+    train_epoch(model, stream, opt, state, vectors=False)
+    assert state.step == 1 and state.seen == 3 and state.loss_sum > 0
 
 
 def test_test_labels_never_drive_model_selection(tmp_path):

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
-import signal
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +24,8 @@ from rnnlab.runs import atomic_write_bytes, atomic_write_json
 from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, resolve_device
 from rnnlab.training.checkpoint import load_training, save_training
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
-from rnnlab.training.loop import batch_stream, evaluate, train_steps
+from rnnlab.training.loop import Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
 from rnnlab.training.optim import head_lr, make_optimizer, make_schedule
-
-
-@dataclass
-class TrainState:
-    """Everything besides tensors that a resumed run needs to continue exactly where it stopped."""
-
-    epoch: int = 0  # epochs completed
-    position: int = 0  # batches done within the current epoch
-    step: int = 0
-    loss_sum: float = 0.0
-    seen: int = 0
-    total_seen: int = 0  # local examples trained on, over all epochs
-    best_accuracy: float = -1.0
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    loop_seconds: float = 0.0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -180,32 +160,12 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
     cfg = s.cfg.train
     bar = tqdm(total=len(batches), initial=state.position, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                disable=not (cfg.progress and s.dist.is_main), leave=False)  # fmt: skip
-    clock = time.perf_counter()
-
-    def after_step(position: int, loss: float, n: int) -> bool:
-        nonlocal clock
-        now = time.perf_counter()
-        state.loop_seconds, clock = state.loop_seconds + now - clock, now
-        state.position, state.step = position + 1, state.step + 1
-        state.loss_sum, state.seen, state.total_seen = state.loss_sum + loss, state.seen + n, state.total_seen + n
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss / max(n, 1):.4f}")
-        if state.step % cfg.checkpoint_every == 0:
-            _save_checkpoint(s, state, optimizer, scheduler)
-            clock = time.perf_counter()  # checkpoint I/O is not training time
-        _test_kill_hook(state.step)
-        return cfg.max_steps is not None and state.step >= cfg.max_steps
-
+    opt = Optimization(optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, cross_entropy(s.labels))
     stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers)
-    train_steps(ddp, s.labels, stream, optimizer, scheduler, prec=s.prec, dist=s.dist, clip_norm=cfg.clip_norm,
-                after_step=after_step, vectors=s.inputs.store is not None)
+    checkpoint = lambda: _save_checkpoint(s, state, optimizer, scheduler)  # noqa: E731
+    train_epoch(ddp, stream, opt, state, vectors=s.inputs.store is not None, progress=bar, max_steps=cfg.max_steps,
+                checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every)  # fmt: skip
     bar.close()
-
-
-def _test_kill_hook(step: int) -> None:
-    """For tests/test_resume.py only: RNNLAB_TEST_KILL_AT_STEP=k kills this process (SIGKILL) right after step k."""
-    if os.environ.get("RNNLAB_TEST_KILL_AT_STEP") == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _wrap(model: TextClassifier, dist: Dist) -> torch.nn.Module:

@@ -1,14 +1,20 @@
-"""The training loop's inner parts: batches streamed to each rank, optimizer steps, sharded evaluation."""
+"""The training loop: batches streamed to each rank, one epoch of optimizer steps, sharded evaluation."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from rnnlab.data.batching import shard
 from rnnlab.metrics import scores
@@ -29,7 +35,7 @@ class _Shards(torch.utils.data.Dataset):
         batch = self.batches[position]
         idx = shard(batch, self.rank, self.world_size)
         # A batch smaller than the world leaves some ranks without items; DDP still needs every rank's
-        # backward, so such a rank runs one stand-in item whose loss counts zero.
+        # backward, so such a rank runs one stand-in item whose loss counts zero (see _step).
         return position, batch, idx, *self.inputs.batch(idx or batch[:1])
 
 
@@ -42,43 +48,111 @@ def batch_stream(inputs: Inputs, batches: list[list[int]], start: int, dist: Dis
                       generator=torch.Generator())  # fmt: skip
 
 
-def train_steps(
+LossFn = Callable[[torch.Tensor, list[int]], torch.Tensor]
+"""(logits [B, C], the batch's row indices) → the batch's summed loss; distillation passes its own."""
+
+
+def cross_entropy(labels: torch.Tensor) -> LossFn:
+    """The classification loss: summed cross-entropy of logits (never probabilities) against `labels`."""
+    return lambda logits, rows: F.cross_entropy(logits.float(), labels[rows].to(logits.device), reduction="sum")
+
+
+@dataclass
+class TrainState:
+    """Everything besides tensors that a resumed run needs to continue exactly where it stopped."""
+
+    epoch: int = 0  # epochs completed
+    position: int = 0  # batches done within the current epoch
+    step: int = 0
+    loss_sum: float = 0.0
+    seen: int = 0
+    total_seen: int = 0  # local examples trained on, over all epochs
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    loop_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def record_step(self, position: int, loss: float, n: int, seconds: float) -> None:
+        self.position, self.step, self.loop_seconds = position + 1, self.step + 1, self.loop_seconds + seconds
+        self.loss_sum, self.seen, self.total_seen = self.loss_sum + loss, self.seen + n, self.total_seen + n
+
+
+@dataclass
+class Optimization:
+    """What one optimizer step needs besides the model and the batch."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    prec: Precision
+    dist: Dist
+    clip_norm: float | None
+    loss_fn: LossFn
+
+
+def train_epoch(
     model: nn.Module,
-    labels: torch.Tensor,
     stream: Iterable,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    opt: Optimization,
+    state: TrainState,
     *,
-    prec: Precision,
-    dist: Dist,
-    clip_norm: float | None,
-    after_step: Callable[[int, float, int], bool],
     vectors: bool,
+    checkpoint: Callable[[], None] | None = None,
+    checkpoint_every: int = 0,
+    max_steps: int | None = None,
+    progress: tqdm | None = None,
 ) -> None:
-    """Run optimizer steps over `batch_stream` items until `after_step(position, local loss, local n)` says stop.
+    """Train on `stream` (from `batch_stream`) to the end of the epoch or `max_steps`. `vectors`: the stream carries
+    a frozen encoder's cached token vectors instead of token ids."""
+    scaler = torch.amp.GradScaler(enabled=opt.prec.dtype == torch.float16)
+    model.train()
+    clock = time.perf_counter()
+    for position, batch, idx, x, mask in stream:
+        # forward, backward, step
+        loss, n = _step(model, batch, idx, x, mask, opt, scaler, vectors)
+        # bookkeeping
+        now = time.perf_counter()
+        state.record_step(position, loss, n, now - clock)
+        clock = now
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss / max(n, 1):.4f}")
+        # checkpoint
+        if checkpoint is not None and state.step % checkpoint_every == 0:
+            checkpoint()
+            clock = time.perf_counter()  # checkpoint I/O is not training time
+        _test_kill_hook(state.step)
+        # stop
+        if max_steps is not None and state.step >= max_steps:
+            break
+
+
+def _step(model, batch, idx, x, mask, opt: Optimization, scaler, vectors: bool) -> tuple[float, int]:
+    """One optimizer step; returns this rank's summed loss and its example count.
 
     The loss is the local sum divided by the global batch size, times world size because DDP averages
-    gradients over ranks: the step then equals one process on the whole batch. `vectors`: the stream carries a
-    frozen encoder's cached token vectors instead of token ids.
+    gradients over ranks: the step then equals one process on the whole batch. A batch smaller than the world
+    leaves some ranks without items; such a rank runs one stand-in item whose loss counts zero.
     """
-    scaler = torch.amp.GradScaler(enabled=prec.dtype == torch.float16)
-    model.train()
-    for position, batch, idx, x, mask in stream:
-        weight = dist.world_size / len(batch) if idx else 0.0
-        with prec.autocast():
-            logits = model(x.to(prec.device), mask.to(prec.device), vectors=vectors)  # [B, C]
-        targets = labels[list(idx or batch[:1])].to(prec.device)
-        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")  # logits in, never probabilities
-        scaler.scale(loss_sum * weight).backward()
-        if clip_norm:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        if after_step(position, loss_sum.item() if idx else 0.0, len(idx)):
-            break
+    weight = opt.dist.world_size / len(batch) if idx else 0.0
+    with opt.prec.autocast():
+        logits = model(x.to(opt.prec.device), mask.to(opt.prec.device), vectors=vectors)  # [B, C]
+    loss_sum = opt.loss_fn(logits, list(idx or batch[:1]))
+    scaler.scale(loss_sum * weight).backward()
+    if opt.clip_norm:
+        scaler.unscale_(opt.optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), opt.clip_norm)
+    scaler.step(opt.optimizer)
+    scaler.update()
+    opt.optimizer.zero_grad(set_to_none=True)
+    opt.scheduler.step()
+    return (loss_sum.item() if idx else 0.0), len(idx)
+
+
+def _test_kill_hook(step: int) -> None:
+    """For tests/test_resume.py only: RNNLAB_TEST_KILL_AT_STEP=k kills this process (SIGKILL) right after step k."""
+    if os.environ.get("RNNLAB_TEST_KILL_AT_STEP") == str(step):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def evaluate(model, inputs: Inputs, indices, labels: torch.Tensor, num_classes: int, prec: Precision, dist: Dist) -> dict:
