@@ -98,6 +98,9 @@ class AnalyzeArgs:
     device: str = "auto"
     seed: int = 0
     """Seed of the behavioural suite and the attribution check."""
+    folds: int | None = None
+    """Look for label issues in the run's training split, with this many models cross-fitted on its folds (each
+    trained with the run's config; folds runs go under RUN/analysis-folds/)."""
     out: str | None = None
     """Folder for the report (default: RUN/analysis, or RUN/analysis-<data name> with --data)."""
 
@@ -243,7 +246,7 @@ def _analyze(args: AnalyzeArgs) -> None:
         raise UserError("--text-column, --label-column and --label-map describe --data; pass --data too")
     options = AnalyzeOptions(data=args.data, text_column=args.text_column, label_column=args.label_column,
                              label_map=args.label_map, device=args.device, seed=args.seed,
-                             out=Path(args.out) if args.out else None)  # fmt: skip
+                             folds=args.folds, out=Path(args.out) if args.out else None)  # fmt: skip
     analyze_run(Path(args.run), options)
 
 

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import rnnlab, write_reviews
+from conftest import rnnlab, write_data, write_reviews
 
 from rnnlab.analyze.behaviour import build_suite, run_suite
 from rnnlab.analyze.label_issues import label_issues
@@ -161,3 +161,32 @@ def test_label_map_maps_and_refuses_in_one_line(analysed, accurate_run, tmp_path
         result = rnnlab(args + (["--label-map", label_map] if label_map else []))
         assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert words in result.stderr, result.stderr
+
+
+def test_folds_find_flipped_labels_in_the_training_split(tmp_path):
+    from rnnlab import runs
+    from rnnlab.cli import main
+    from rnnlab.serve.evaluate import run_split
+
+    _, glove = write_data(tmp_path)
+    rows = write_reviews(800, seed=5)
+    flipped = set(random.Random(2).sample(range(800), 40))
+    data = tmp_path / "noisy.csv"
+    with data.open("w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *((t, ("neg" if y == "pos" else "pos") if i in flipped else y)
+                                                       for i, (t, y) in enumerate(rows))])  # fmt: skip
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--encoder", str(glove), "--head", "bilstm", "--hidden-size", "16",
+            "--max-length", "16", "--epochs", "8", "--batch-size", "16", "--lr", "0.01", "--no-progress", "--no-bf16",
+            "--patience", "8", "--run-dir", str(run)]  # fmt: skip
+    assert main(args) == 0
+    report = analyze_run(run, AnalyzeOptions(folds=2))
+    assert report["label_issues"]["source"].startswith("the run's training split (2-fold")
+    assert all(runs.is_finished(run / "analysis-folds" / f"fold{k}") for k in range(2))
+    flipped_texts = {rows[i][0] for i in flipped}
+    with (run / "analysis" / "label_issues.csv").open() as f:
+        candidates = [row["text"] for row in csv.DictReader(f)]
+    in_train = [t for t in run_split(run, "train").texts if t in flipped_texts]
+    found = set(candidates[: 2 * len(in_train)]) & set(in_train)
+    assert len(in_train) >= 8 and len(found) / len(in_train) >= 0.6, (len(found), len(in_train))
+

@@ -16,6 +16,7 @@ import numpy as np
 from rnnlab import runs
 from rnnlab.analyze.behaviour import build_suite, run_suite
 from rnnlab.analyze.checks import fit_and_store_temperature, positive_class
+from rnnlab.analyze.crossfit import FOLDS_DIR, crossfit
 from rnnlab.analyze.faithfulness import deletion_check
 from rnnlab.analyze.label_issues import label_issues
 from rnnlab.analyze.mistakes import confident_errors, influential_span, most_confused
@@ -38,6 +39,8 @@ class AnalyzeOptions:
     label_map: str | None = None
     device: str = "auto"
     seed: int = 0
+    folds: int | None = None
+    """Find label issues in the run's training split with this many cross-fitted models (else in the analysed texts)."""
     out: Path | None = None
     """Default: RUN/analysis for the test split, RUN/analysis-<data name> for --data."""
 
@@ -72,7 +75,13 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
         "slices": slices(probs, y, n_tokens, max_length=predictor.encoder.max_length, label_names=names),
     }
     mistakes, mistake_rows = _mistakes(predictor, target, ids, probs, n_tokens, report["headline"]["confusion"])
-    issues, issue_rows = _label_issues(target, probs, names, options.data is None)
+    if options.folds:
+        train, train_probs = crossfit(run, options.folds, device=options.device, seed=options.seed)
+        source = f"the run's training split ({options.folds}-fold cross-fitted, RUN/{FOLDS_DIR}/)"
+        issues, issue_rows = _label_issues(train, train_probs, names, source)
+    else:
+        held_out = "the run's test split (never trained on)" if options.data is None else f"{target.source} (out of sample)"
+        issues, issue_rows = _label_issues(target, probs, names, held_out)
     report |= {
         "mistakes": mistakes,
         "label_issues": issues,
@@ -141,7 +150,7 @@ def _mistakes(predictor, target: LabelledTexts, ids, probs, n_tokens, confusion)
     return {"errors": len(rows), "top": shown, "most_confused": most_confused(np.asarray(confusion), names)}, rows
 
 
-def _label_issues(target: LabelledTexts, probs, names, held_out_split: bool) -> tuple[dict, list[dict]]:
+def _label_issues(target: LabelledTexts, probs, names, source: str) -> tuple[dict, list[dict]]:
     found = label_issues(probs, target.labels)
     rows = [
         {
@@ -154,7 +163,6 @@ def _label_issues(target: LabelledTexts, probs, names, held_out_split: bool) -> 
         for f in found
     ]
     top = [{**{k: v for k, v in r.items() if k != "text"}, "excerpt": _excerpt(r["text"])} for r in rows[:TOP_ISSUES]]
-    source = "the run's test split (never trained on)" if held_out_split else f"{target.source} (out of sample)"
     return {"source": source, "candidates": len(rows), "share": len(rows) / max(len(target.labels), 1), "top": top}, rows
 
 
