@@ -98,6 +98,8 @@ class AnalyzeArgs:
     device: str = "auto"
     seed: int = 0
     """Seed of the behavioural suite and the attribution check."""
+    templates: str | None = None
+    """JSON-lines behavioural suite of your own (any label set; format in rnnlab/analyze/behaviour.py)."""
     folds: int | None = None
     """Look for label issues in the run's training split, with this many models cross-fitted on its folds (each
     trained with the run's config; folds runs go under RUN/analysis-folds/)."""
@@ -246,7 +248,7 @@ def _analyze(args: AnalyzeArgs) -> None:
         raise UserError("--text-column, --label-column and --label-map describe --data; pass --data too")
     options = AnalyzeOptions(data=args.data, text_column=args.text_column, label_column=args.label_column,
                              label_map=args.label_map, device=args.device, seed=args.seed,
-                             folds=args.folds, out=Path(args.out) if args.out else None)  # fmt: skip
+                             templates=args.templates, folds=args.folds, out=Path(args.out) if args.out else None)  # fmt: skip
     analyze_run(Path(args.run), options)
 
 

@@ -69,10 +69,11 @@ def test_behavioural_suite_is_deterministic_for_a_seed():
 def test_behavioural_suite_scores_a_word_counting_model():
     from rnnlab.analyze.behaviour import POSITIVE_ADJ
 
-    def positive(texts):  # a bag of words: no negation, no typo robustness
-        return np.array([0.9 if any(w.strip(".,!") in POSITIVE_ADJ for w in t.lower().split()) else 0.1 for t in texts])
+    def probs(texts):  # a bag of words: no negation, no typo robustness
+        p = np.array([0.9 if any(w.strip(".,!") in POSITIVE_ADJ for w in t.lower().split()) else 0.1 for t in texts])
+        return np.stack([1 - p, p], axis=1)
 
-    results = {r["test"]: r for r in run_suite(build_suite(["A film."] * 60, seed=0), positive)}
+    results = {r["test"]: r for r in run_suite(build_suite(["A film."] * 60, seed=0), probs, ["negative", "positive"])}
     assert results["clear positive"]["failure_rate"] == 0 and results["clear negative"]["failure_rate"] == 0
     assert results["negated positive → negative"]["failure_rate"] == 1  # it reads "not great" as great
     assert len(results["negated positive → negative"]["examples"]) == 3
@@ -190,3 +191,27 @@ def test_folds_find_flipped_labels_in_the_training_split(tmp_path):
     found = set(candidates[: 2 * len(in_train)]) & set(in_train)
     assert len(in_train) >= 8 and len(found) / len(in_train) >= 0.6, (len(found), len(in_train))
 
+
+
+def test_a_template_file_drives_the_suite_for_any_label_set(accurate_run, tmp_path):
+    from rnnlab.analyze.behaviour import load_templates
+
+    lines = [
+        {"test": "cue words", "kind": "MFT", "template": "the {x} was {cue}", "expected": "neg", "cases": 20,
+         "fill": {"x": ["film", "plot"], "cue": ["awful", "dull"]}},
+        {"test": "filler swap", "kind": "INV", "template": "the {x} was good", "vary": "x",
+         "fill": {"x": ["film", "plot", "story"]}},
+        {"test": "+ praise", "kind": "DIR", "suffix": "great superb lovely", "label": "pos", "direction": "up", "cases": 10},
+    ]  # fmt: skip
+    path = tmp_path / "suite.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    tests = load_templates(path, ["the movie was bad", "a dull story"], ["neg", "pos"], seed=0)
+    assert [t.kind for t in tests] == ["MFT", "INV", "DIR"] and len(tests[0].cases) == 20 and len(tests[2].cases) == 2
+    report = analyze_run(accurate_run, AnalyzeOptions(templates=str(path), out=tmp_path / "out"))
+    assert [t["test"] for t in report["behaviour"]["tests"]] == ["cue words", "filler swap", "+ praise"]
+    assert report["behaviour"]["tests"][0]["failure_rate"] <= 0.2  # the model learnt its cue words
+
+    path.write_text(json.dumps(lines[0]) + "\n" + json.dumps({**lines[1], "vary": "nope"}) + "\n")
+    result = rnnlab(["analyze", str(accurate_run), "--templates", str(path), "--out", str(tmp_path / "bad")])
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"{path}: line 2: INV needs vary" in result.stderr

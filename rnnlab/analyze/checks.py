@@ -30,11 +30,11 @@ def run_checks(run: Path, *, device: str = "auto", seed: int = 0) -> dict:
     probs, labels = _test_predictions(run, predictor.label_names)
     checks = {"temperature": temperature, "ece_raw": calibration_errors(probs, labels)["ece"],
               "ece_scaled": calibration_errors(scale(probs, temperature), labels)["ece"]}  # fmt: skip
-    positive = positive_class(run, predictor.label_names)
-    if positive is not None:
+    sentiment = sentiment_labels(run, predictor.label_names)
+    if sentiment is not None:
         test = run_split(run, "test")
-        results = run_suite(build_suite(test.texts, seed=seed, per_test=GRID_CASES_PER_TEST),
-                            lambda texts: predictor.raw_probs_of_ids(predictor.encoder.tokenize(texts))[:, positive])  # fmt: skip
+        suite = build_suite(test.texts, seed=seed, per_test=GRID_CASES_PER_TEST, negative=sentiment[0], positive=sentiment[1])
+        results = run_suite(suite, predictor.predict_proba, predictor.label_names)
         negation = [r for r in results if r["test"] in NEGATION_TESTS]
         checks |= {"behaviour_failure_rate": _rate(results), "negation_failure_rate": _rate(negation)}
     atomic_write_json(run / runs.CHECKS, checks)
@@ -52,14 +52,14 @@ def fit_and_store_temperature(run: Path, predictor: Predictor, val: LabelledText
     return temperature
 
 
-def positive_class(run: Path, names: list[str]) -> int | None:
-    """The positive class of a binary sentiment run, or None for any other label set."""
+def sentiment_labels(run: Path, names: list[str]) -> tuple[str, str] | None:
+    """(negative, positive) as a binary sentiment run names them, or None for any other label set."""
     lowered = [n.lower() for n in names]
-    for pair in (["negative", "positive"], ["neg", "pos"]):
-        if sorted(lowered) == pair:
-            return lowered.index(pair[1])
+    for negative, positive in (("negative", "positive"), ("neg", "pos")):
+        if sorted(lowered) == [negative, positive]:
+            return names[lowered.index(negative)], names[lowered.index(positive)]
     if names == ["0", "1"] and runs.read_config(run).dataset.data.lower() in PACKAGED:
-        return 1  # a run made before the packaged data carried names: 1 is positive
+        return "0", "1"  # a run made before the packaged data carried names: 1 is positive
     return None
 
 

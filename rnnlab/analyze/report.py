@@ -184,8 +184,8 @@ def _example(test: dict) -> str:
         return ""
     e = test["examples"][0]
     if "text" in e:
-        return f"{e['text']} (expected {e['expected']}, p(positive) = {e['positive_score']})"
-    return f"{e['changed'][-120:]} (p(positive) {e['positive_score'][0]} → {e['positive_score'][1]})"
+        return f"{e['text']} (expected {e['expected']}, got {e['predicted']} at {e['probability']})"
+    return f"{e['changed'][-120:]} (p({e['label']}) {e['probability'][0]} → {e['probability'][1]})"
 
 
 def _cell(text: str) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab import runs
-from rnnlab.analyze.behaviour import build_suite, run_suite
-from rnnlab.analyze.checks import fit_and_store_temperature, positive_class
+from rnnlab.analyze.behaviour import build_suite, load_templates, run_suite
+from rnnlab.analyze.checks import fit_and_store_temperature, sentiment_labels
 from rnnlab.analyze.crossfit import FOLDS_DIR, crossfit
 from rnnlab.analyze.faithfulness import deletion_check
 from rnnlab.analyze.label_issues import label_issues
@@ -39,6 +39,8 @@ class AnalyzeOptions:
     label_map: str | None = None
     device: str = "auto"
     seed: int = 0
+    templates: str | None = None
+    """A JSON-lines behavioural suite (`behaviour.load_templates`), instead of the built-in sentiment one."""
     folds: int | None = None
     """Find label issues in the run's training split with this many cross-fitted models (else in the analysed texts)."""
     out: Path | None = None
@@ -85,7 +87,7 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
     report |= {
         "mistakes": mistakes,
         "label_issues": issues,
-        "behaviour": _behaviour(run, predictor, target, options.seed),
+        "behaviour": _behaviour(run, predictor, target, options),
         "attribution": _faithfulness(predictor, ids, options.seed),
     }
     report["seconds"] = time.perf_counter() - start
@@ -166,14 +168,18 @@ def _label_issues(target: LabelledTexts, probs, names, source: str) -> tuple[dic
     return {"source": source, "candidates": len(rows), "share": len(rows) / max(len(target.labels), 1), "top": top}, rows
 
 
-def _behaviour(run: Path, predictor: Predictor, target: LabelledTexts, seed: int) -> dict:
-    positive = positive_class(run, predictor.label_names)
-    if positive is None:
-        return {"skipped": f"labels {', '.join(predictor.label_names)} are not binary sentiment (negative/positive)"}
-    tests = build_suite(target.texts, seed=seed)
-    results = run_suite(tests, lambda texts: predictor.predict_proba(texts)[:, positive])
+def _behaviour(run: Path, predictor: Predictor, target: LabelledTexts, options: AnalyzeOptions) -> dict:
+    names = predictor.label_names
+    if options.templates:
+        tests = load_templates(Path(options.templates), target.texts, names, seed=options.seed)
+    elif (sentiment := sentiment_labels(run, names)) is not None:
+        tests = build_suite(target.texts, seed=options.seed, negative=sentiment[0], positive=sentiment[1])
+    else:
+        return {"skipped": f"labels {', '.join(names)} are not binary sentiment (negative/positive); give --templates FILE"}
+    results = run_suite(tests, predictor.predict_proba, names)
     cases = sum(t["cases"] for t in results)
-    return {"seed": seed, "cases": cases, "failure_rate": sum(t["failures"] for t in results) / cases, "tests": results}
+    return {"seed": options.seed, "cases": cases, "failure_rate": sum(t["failures"] for t in results) / cases,
+            "tests": results}  # fmt: skip
 
 
 def _faithfulness(predictor: Predictor, ids: list[list[int]], seed: int) -> dict:
