@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -36,6 +35,8 @@ class TrainArgs:
     """Named configuration to start from (rnnlab/presets.py, e.g. `finetune-bilstm`); other flags override it."""
     resume: str | None = None
     """Continue the unfinished run in this folder from its last checkpoint."""
+    dry_run: bool = False
+    """One epoch of one optimizer step (with validation and test): a quick check that data, model and options work."""
 
 
 @dataclass
@@ -168,12 +169,23 @@ class ReportArgs:
 
 
 def _train(args: TrainArgs) -> None:
+    import dataclasses
+
     from rnnlab import runs
+    from rnnlab.training.distributed import launched_rank
     from rnnlab.training.fit import fit
 
-    cfg = runs.read_config(Path(args.resume)) if args.resume else args.run
+    if args.resume:
+        if args.dry_run:
+            raise UserError("--dry-run starts a new run; it cannot be combined with --resume")
+        cfg = runs.read_config(Path(args.resume))  # as it was saved: the run continues exactly
+    else:
+        cfg = args.run
+        cfg.check_combinations()
+        if args.dry_run:  # one optimizer step and one short epoch: checks data, model and run folder in seconds
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1, max_steps=1))
     results = fit(cfg, resume=args.resume is not None)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns the same results
+    if launched_rank() == 0:  # under torchrun every process returns the same results
         print(f"test accuracy {results['test_accuracy']:.4f}  macro-F1 {results['test_macro_f1']:.4f}  "
           f"(best epoch {results['best_epoch']}, val accuracy {results['best_val_accuracy']:.4f})")  # fmt: skip
 

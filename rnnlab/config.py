@@ -17,6 +17,8 @@ from rnnlab.errors import UserError
 # The head names, typed for the CLI and the JSON loader; what each name means lives in rnnlab/heads/ alone.
 HeadName = Literal["fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer"]
 Pooling = Literal["last", "mean", "max", "attention"]
+RECURRENT_HEADS = ("rnn", "gru", "lstm", "bilstm", "bigru")
+"""The heads built from recurrent cells (the only ones `impl` applies to)."""
 
 
 @dataclass
@@ -133,6 +135,15 @@ class RunConfig:
     """Run folder (default: runs/<encoder>-<head>-<time>)."""
     overwrite: bool = False
     """Replace a finished run in --run-dir."""
+
+    def check_combinations(self) -> None:
+        """Reject options that are valid alone but not together. Checked when a new run starts, not on load, so
+        that every saved config.json still loads as it was written."""
+        if self.model.impl == "scratch" and self.model.head not in RECURRENT_HEADS:
+            raise UserError(f"--impl scratch runs recurrent heads on rnnlab.cells; --head {self.model.head} has no "
+                            f"recurrent cells (recurrent heads: {', '.join(RECURRENT_HEADS)})")  # fmt: skip
+        if self.encoder.encoder == "scratch" and not self.encoder.finetune:
+            raise UserError("--encoder scratch learns its embeddings during training; --no-finetune would leave them random")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -64,3 +64,28 @@ def test_evaluate_names_the_spreadsheet_row_of_an_unknown_label(tmp_path):
     data.write_text("text,label\na fine film,pos\na film,maybe\n")
     done = rnnlab("evaluate", str(RUN), "--data", str(data), "--device", "cpu")
     assert done.returncode == 2 and "row 3" in done.stderr and "'maybe'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--encoder", "scratch", "--head", "textcnn", "--impl", "scratch"], "--head textcnn has no recurrent cells"),
+        (["--encoder", "scratch", "--no-finetune"], "--no-finetune would leave them random"),
+    ],
+)
+def test_options_that_clash_are_refused_in_one_line_before_any_work(tmp_path, flags, words):
+    done = rnnlab("train", "--data", str(tmp_path / "never-read.csv"), *flags, "--run-dir", str(tmp_path / "run"))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and words in done.stderr, done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_trains_one_step_and_finishes_the_run(tmp_path):
+    from conftest import write_data
+
+    data, glove = write_data(tmp_path)
+    run = tmp_path / "run"
+    done = rnnlab("train", "--data", str(data), "--encoder", str(glove), "--head", "gru", "--hidden-size", "8",
+                  "--dry-run", "--no-progress", "--no-bf16", "--run-dir", str(run))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["step"] == 1 and json.loads((run / "results.json").read_text())["finished"]

@@ -257,17 +257,6 @@ def test_bucket_sampler_is_deterministic_and_covers_every_epoch(lengths):
         assert all(isinstance(i, int) for i in batches[0])
 
 
-def test_bucket_sampler_min_batch_merges_the_short_last_batch():
-    sampler = LengthBucketSampler(list(range(17)), batch_size=8, shuffle=True, min_batch=4)
-    for epoch in range(3):
-        sizes = sorted(len(batch) for batch in sampler.batches(epoch))
-        assert sizes == [8, 9]
-    assert [len(b) for b in LengthBucketSampler(list(range(20)), 8, shuffle=False, min_batch=4).batches(0)] == [8, 8, 4]
-    assert LengthBucketSampler([3, 1], 8, shuffle=False, min_batch=4).batches(0) == [[1, 0]]
-    with pytest.raises(ValueError):
-        LengthBucketSampler([1, 2], batch_size=4, shuffle=False, min_batch=5)
-
-
 def test_bucket_sampler_without_shuffle_sorts_by_length(lengths):
     batches = LengthBucketSampler(lengths, batch_size=16, shuffle=False).batches(0)
     flat = [i for batch in batches for i in batch]

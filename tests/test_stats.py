@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnlab.compare.stats import mcnemar, paired_bootstrap
+from rnnlab.compare.stats import mcnemar
 
 
 def _pairs(b: int, c: int, both_right: int = 0, both_wrong: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -44,30 +44,3 @@ def test_mcnemar_chi_square_hand_computed():
 def test_mcnemar_switches_to_chi_square_at_25():
     assert mcnemar(*_pairs(20, 4))["method"] == "exact"
     assert mcnemar(*_pairs(20, 5))["method"] == "chi2-cc"
-
-
-def test_paired_bootstrap_identical():
-    a = np.array([True, False] * 20)
-    result = paired_bootstrap(a, a.copy())
-    assert result == {"diff": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
-
-
-def test_paired_bootstrap_clear_difference_and_seed():
-    a, b = _pairs(30, 2, both_right=60, both_wrong=8)
-    result = paired_bootstrap(a, b, n=2000, seed=0)
-    assert result["diff"] == pytest.approx(0.28)
-    assert result["ci_low"] < 0.28 < result["ci_high"]
-    assert result["ci_low"] > 0 and result["p_value"] < 0.01
-    assert paired_bootstrap(a, b, n=2000, seed=0) == result
-
-
-def test_paired_bootstrap_matches_index_resampling():
-    # The multinomial shortcut must give the same interval as resampling example indices directly.
-    a, b = _pairs(12, 6, both_right=70, both_wrong=12)
-    rng = np.random.default_rng(1)
-    idx = rng.integers(0, a.size, size=(4000, a.size))
-    naive = a[idx].mean(axis=1) - b[idx].mean(axis=1)
-    result = paired_bootstrap(a, b, n=4000, seed=1)
-    assert result["ci_low"] == pytest.approx(np.percentile(naive, 2.5), abs=0.015)
-    assert result["ci_high"] == pytest.approx(np.percentile(naive, 97.5), abs=0.015)
-    assert 0.05 < result["p_value"] < 0.5  # a 6-point gap on 100 examples is suggestive, not conclusive

@@ -7,7 +7,6 @@ texts); an interrupted grid resumes: finished cells are skipped, a cell with a c
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from rnnlab import runs
 from rnnlab.config import RunConfig
 from rnnlab.errors import UserError
 from rnnlab.heads import HEADS
+from rnnlab.training.distributed import launched_rank
 
 
 def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str], seeds: int) -> list[RunConfig]:
@@ -33,14 +33,18 @@ def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str
     for encoder in encoders:
         for head in heads:
             for seed in range(seeds):
+                # A scratch encoder always trains its embeddings, also in a grid of frozen encoders.
+                finetune = base.encoder.finetune or encoder == "scratch"
                 cells.append(dataclasses.replace(
                     base,
-                    encoder=dataclasses.replace(base.encoder, encoder=encoder),
+                    encoder=dataclasses.replace(base.encoder, encoder=encoder, finetune=finetune),
                     model=dataclasses.replace(base.model, head=head),
                     train=dataclasses.replace(base.train, seed=base.train.seed + seed),
                     run_dir=str(grid / f"{Path(encoder).name}{tuned}-{head}-seed{base.train.seed + seed}"),
                     overwrite=False,
                 ))  # fmt: skip
+    for cell in cells:
+        cell.check_combinations()
     return cells
 
 
@@ -49,7 +53,7 @@ def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str],
     from rnnlab.training.fit import fit
 
     cells = grid_cells(base, grid, encoders, heads, seeds)
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = launched_rank() == 0
     if main:
         grid.mkdir(parents=True, exist_ok=True)
         if baseline:

@@ -17,7 +17,7 @@ from rnnlab.compare.charts import plot_accuracy, plot_confusions, plot_val_curve
 from rnnlab.compare.stats import mcnemar
 from rnnlab.compare.text import PAIRING_NOTE, render_markdown, summary_paragraph
 from rnnlab.errors import UserError
-from rnnlab.runs import atomic_write_bytes
+from rnnlab.runs import CHECKS, CONFIG, METRICS, PREDICTIONS, RESULTS, atomic_write_bytes
 
 _RESULT_KEYS = (
     "test_accuracy", "test_macro_f1", "best_epoch", "train_seconds", "reviews_per_s", "peak_memory_mb",
@@ -52,10 +52,10 @@ def _read_jsonl(path: Path) -> list[dict]:
 def summarize_run(run_dir: Path) -> dict:
     """One run folder as a flat dict: identity (encoder, head, finetune, seed), progress, and test results."""
     run_dir = Path(run_dir)
-    results = _read_json(run_dir / "results.json") or {}
-    checks = _read_json(run_dir / "checks.json") or {}  # written by rnnlab.analyze.checks after a grid cell
-    config = _read_json(run_dir / "config.json") or {}
-    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    results = _read_json(run_dir / RESULTS) or {}
+    checks = _read_json(run_dir / CHECKS) or {}  # written by rnnlab.analyze.checks after a grid cell
+    config = _read_json(run_dir / CONFIG) or {}
+    metrics = _read_jsonl(run_dir / METRICS)
     encoder_cfg, model_cfg, train_cfg = (config.get(k) or {} for k in ("encoder", "model", "train"))
     val = [m.get("val_accuracy") for m in metrics]
     return {
@@ -77,7 +77,7 @@ def summarize_run(run_dir: Path) -> dict:
 
 def find_runs(grid_dir: Path, exclude: Path | None = None) -> tuple[list[dict], list[str]]:
     """Finished runs under `grid_dir` (any depth), and one line for each run folder that was skipped and why."""
-    dirs = {p.parent for name in ("results.json", "metrics.jsonl", "config.json") for p in Path(grid_dir).rglob(name)}
+    dirs = {p.parent for name in (RESULTS, METRICS, CONFIG) for p in Path(grid_dir).rglob(name)}
     finished, skipped = [], []
     for run_dir in sorted(dirs):
         shown = run_dir.relative_to(grid_dir) if run_dir != Path(grid_dir) else run_dir
@@ -88,7 +88,7 @@ def find_runs(grid_dir: Path, exclude: Path | None = None) -> tuple[list[dict], 
         except UserError as e:
             skipped.append(f"{shown}: unreadable ({e})")
             continue
-        looks_like_run = (run_dir / "metrics.jsonl").exists() or (run_dir / "results.json").exists() or run["head"]
+        looks_like_run = (run_dir / METRICS).exists() or (run_dir / RESULTS).exists() or run["head"]
         if run["finished"] and run["test_accuracy"] is None:
             skipped.append(f"{shown}: results.json says finished but has no test_accuracy")
         elif run["finished"]:
@@ -141,7 +141,7 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], dict[tuple, list[dict]]]:
 
 def _correctness(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
     """(example indices, correct?) from a run's predictions.jsonl, or None when it has none."""
-    preds = _read_jsonl(Path(run["run_dir"]) / "predictions.jsonl")
+    preds = _read_jsonl(Path(run["run_dir"]) / PREDICTIONS)
     if not preds:
         return None
     index = np.array([p["index"] for p in preds])

@@ -41,28 +41,3 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     statistic = (abs(b - c) - 1) ** 2 / n
     p = sps.chi2.sf(statistic, df=1)
     return {"b": b, "c": c, "statistic": float(statistic), "p_value": float(p), "method": "chi2-cc"}
-
-
-def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, n: int = 2000, seed: int = 0) -> dict:
-    """Paired bootstrap of the accuracy difference acc(A) - acc(B) over test examples.
-
-    Returns {"diff", "ci_low", "ci_high", "p_value"}: the observed difference, a 95% percentile interval, and a
-    two-sided p-value = 2 * the share of resamples on the far side of zero (capped at 1).
-    """
-    a, b = _as_paired_bools(correct_a, correct_b)
-    size = a.size
-    assert size > 0, "paired_bootstrap needs at least one example"
-    d = a.astype(np.int8) - b.astype(np.int8)  # per example: +1 only A right, -1 only B right, 0 otherwise
-    counts = np.array([np.sum(d == 1), np.sum(d == -1), np.sum(d == 0)])
-    # Resampling `size` examples with replacement only matters through how many +1/-1/0 were drawn, so drawing
-    # those counts from a multinomial gives the same distribution as index resampling in O(n) memory, not O(n*size).
-    rng = np.random.default_rng(seed)
-    draws = rng.multinomial(size, counts / size, size=n)
-    diffs = (draws[:, 0] - draws[:, 1]) / size
-    p = 2.0 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))
-    return {
-        "diff": float(d.mean()),
-        "ci_low": float(np.percentile(diffs, 2.5)),
-        "ci_high": float(np.percentile(diffs, 97.5)),
-        "p_value": float(min(1.0, p)),
-    }

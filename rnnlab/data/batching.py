@@ -20,18 +20,17 @@ class LengthBucketSampler:
 
     With `shuffle`, each epoch shuffles the indices, sorts each chunk of `50 * batch_size` by length, cuts it into
     batches and shuffles the batch order. Without, batches run over the indices sorted by length (for fast
-    evaluation; callers restore the original order). A last batch smaller than `min_batch` is merged into the one
-    before it, so that each of `min_batch` ranks gets at least one item (unless there are fewer items in all).
+    evaluation; callers restore the original order). Only the last batch can be short; a rank that a short batch
+    leaves without items runs a zero-weight stand-in (training.loop).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int = 0, min_batch: int = 1):
-        if batch_size < 1 or not 1 <= min_batch <= batch_size:
-            raise ValueError(f"need 1 <= min_batch <= batch_size, got min_batch={min_batch}, batch_size={batch_size}")
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool, seed: int = 0):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.min_batch = min_batch
 
     def __len__(self) -> int:
         """Batches per epoch (the same every epoch)."""
@@ -51,10 +50,7 @@ class LengthBucketSampler:
         return np.concatenate([part[np.argsort(self.lengths[part], kind="stable")] for part in parts]) if parts else order
 
     def _cut(self, order: np.ndarray) -> list[list[int]]:
-        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
-        if len(batches) > 1 and len(batches[-1]) < self.min_batch:
-            batches[-2].extend(batches.pop())
-        return batches
+        return [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
 
 
 def collate(token_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

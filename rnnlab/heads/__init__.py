@@ -10,8 +10,8 @@
 | textcnn        | Conv1d k=3,4,5 + ReLU, pooling      | 3 * hidden |
 | transformer    | pre-norm TransformerEncoder, pooling | hidden    |
 
-Pooling defaults to `default_pooling(name)`. `impl` only affects recurrent heads; the other heads have no
-from-scratch variant and ignore it. Padding never changes a head's output.
+Pooling defaults to `default_pooling(name)`. `impl` only applies to recurrent heads (`RunConfig.check_combinations`
+refuses it for the others). Padding never changes a head's output.
 
 ONNX (torch 2.13): recurrent heads with impl=torch export with `dynamo=False` and dynamic batch/time axes
 (torch.export pins the time axis of nn.LSTM/GRU outputs); the transformer head exports with `dynamo=True`
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import get_args
 
 from rnnlab.cells import reverse_padded
-from rnnlab.config import HeadConfig, HeadName, Pooling
+from rnnlab.config import RECURRENT_HEADS, HeadConfig, HeadName, Pooling
 from rnnlab.errors import UserError
 from rnnlab.heads.base import Head, valid_lengths
 from rnnlab.heads.fnn import FNNHead
@@ -36,7 +36,7 @@ from rnnlab.heads.transformer import TransformerHead
 __all__ = ["HEADS", "RECURRENT", "Head", "Pool", "build_head", "default_pooling", "reverse_padded", "valid_lengths"]
 
 HEADS: tuple[str, ...] = get_args(HeadName)
-RECURRENT = ("rnn", "gru", "lstm", "bilstm", "bigru")
+RECURRENT = RECURRENT_HEADS
 
 # Bidirectional presets: the same recurrent head with both directions, not copied classes.
 _PRESETS = {"bilstm": ("lstm", True), "bigru": ("gru", True)}

@@ -33,6 +33,11 @@ class Dist:
         return t
 
 
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), known before and after the group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: torch.device) -> Dist:
     """Join the process group that torchrun describes in the environment (NCCL on GPU, gloo on CPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -38,7 +38,6 @@ class FeatureStore:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
-        self.meta = json.loads((self.folder / DONE).read_text(encoding="utf-8"))
         self.offsets = np.load(self.folder / OFFSETS)
         self.lengths = np.diff(self.offsets)
         self.vectors = np.load(self.folder / VECTORS, mmap_mode="r")  # [N_tokens, D] float16
