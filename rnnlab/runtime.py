@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,17 +66,29 @@ class Inputs:
         return model(x.to(device), mask.to(device), vectors=self.store is not None)
 
 
+def by_length(lengths: np.ndarray, batch_size: int, probs_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Class probabilities [N, C] in the original order, computed by `probs_of(positions)` on batches of similar
+    length (little padding): the one inference loop of the torch and ONNX engines."""
+    order = np.argsort(lengths, kind="stable")
+    out: np.ndarray | None = None
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        probs = probs_of(chunk)
+        if out is None:
+            out = np.zeros((len(order), probs.shape[1]), dtype=np.float32)
+        out[chunk] = probs
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
 @torch.inference_mode()
 def predict_probs(model: nn.Module, inputs: Inputs, indices: Sequence[int], prec: Precision, batch_size: int) -> np.ndarray:
     """Class probabilities [N, C] in the order of `indices`, batched by length for speed."""
     model.eval()
-    order = np.argsort(inputs.lengths[list(indices)], kind="stable")
-    out: list[np.ndarray] = [None] * len(indices)  # type: ignore[list-item]
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    indices = list(indices)
+
+    def probs_of(chunk: np.ndarray) -> np.ndarray:
         with prec.autocast():
             logits = inputs.logits(model, [indices[i] for i in chunk], prec.device)
-        probs = logits.float().softmax(-1).cpu().numpy()
-        for i, p in zip(chunk, probs):
-            out[i] = p
-    return np.stack(out) if out else np.zeros((0, 0))
+        return logits.float().softmax(-1).cpu().numpy()
+
+    return by_length(inputs.lengths[indices], batch_size, probs_of)

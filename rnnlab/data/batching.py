@@ -61,8 +61,12 @@ def collate(token_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
     ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)  # [B, T]
     for row, seq in enumerate(token_ids):
         ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    mask = torch.arange(width)[None, :] < lengths[:, None]  # [B, T]
-    return ids, mask
+    return ids, length_mask(lengths, width)
+
+
+def length_mask(lengths: torch.Tensor | np.ndarray, width: int) -> torch.Tensor:
+    """[B, T] bool, True on the first `lengths[b]` positions of row b: the mask of right-padded batches."""
+    return torch.arange(width)[None, :] < torch.as_tensor(lengths)[:, None]
 
 
 def shard(batch: list[int], rank: int, world_size: int) -> list[int]:

@@ -154,12 +154,11 @@ class OnnxPredictor(Labeller):
 
     def raw_probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
         from rnnlab.data.batching import collate
+        from rnnlab.runtime import by_length
 
-        order = np.argsort([len(t) for t in token_ids], kind="stable")
-        out = np.zeros((len(token_ids), len(self.label_names)), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        def probs_of(chunk: np.ndarray) -> np.ndarray:
             ids, mask = collate([token_ids[i] for i in chunk], self.encoder.pad_id)
             (logits,) = self.session.run(None, {"ids": ids.numpy(), "mask": mask.long().numpy()})
-            out[chunk] = torch.from_numpy(logits).softmax(-1).numpy()
-        return out
+            return torch.from_numpy(logits).softmax(-1).numpy()
+
+        return by_length(np.array([len(t) for t in token_ids]), self.batch_size, probs_of)

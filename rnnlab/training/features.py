@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnlab.data.batching import length_mask
 from rnnlab.encoders import Encoder
 from rnnlab.errors import UserError
 
@@ -53,8 +54,7 @@ class FeatureStore:
         for row, (i, n) in enumerate(zip(indices, lengths)):
             start = self.offsets[i]
             x[row, :n] = self.vectors[start : start + n]
-        mask = np.arange(x.shape[1]) < lengths[:, None]
-        return torch.from_numpy(x), torch.from_numpy(mask)
+        return torch.from_numpy(x), length_mask(lengths, x.shape[1])
 
     def __getstate__(self) -> dict:
         # Data-loader workers get the folder name and map the file themselves; pickling the
