@@ -130,15 +130,24 @@ def open_log(path: Path | None) -> logging.Logger:
     return log
 
 
+def write_predictions(folder: Path, ids, labels, probs, label_names: list[str]) -> None:
+    """predictions.jsonl: one {"index" (dataset id), "label", "pred", "probs"} per test text, for runs and the
+    baseline alike (the report pairs runs through it)."""
+    lines = []
+    for i, y, p in zip(ids, labels, [[float(x) for x in row] for row in probs], strict=True):
+        best = max(range(len(p)), key=p.__getitem__)
+        lines.append(json.dumps({"index": int(i), "label": label_names[int(y)], "pred": label_names[best],
+                                 "probs": [round(x, 6) for x in p]}))  # fmt: skip
+    atomic_write_bytes(folder / PREDICTIONS, "".join(line + "\n" for line in lines).encode())
+
+
 def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Training curves: train/val loss and val accuracy per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend switch for whoever trains in-process
 
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig = Figure(figsize=(9, 3.5))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
     ax_loss.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
@@ -147,4 +156,3 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -198,14 +198,12 @@ def _table(header: list, rows: list[list]) -> str:
 
 
 def _charts(report: dict) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: no global backend switch for whoever imports rnnlab
 
     out = {}
     c = report["calibration"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    fig = Figure(figsize=(10, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, key in zip(axes, ("before", "after")):
         bins = c[f"reliability_{key}"]
         ax.bar(
@@ -222,31 +220,32 @@ def _charts(report: dict) -> dict[str, bytes]:
         ax.set(title=f"{key} scaling: ECE {c[key]['ece']:.3f}", xlabel="confidence (top label)", xlim=(0, 1), ylim=(0, 1.05))
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize=8)
-    out["reliability.png"] = _png(fig, plt)
+    out["reliability.png"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     for key in ("before", "after"):
         ax.hist(c[f"confidence_{key}"], bins=30, range=(0, 1), alpha=0.55, label=f"{key} scaling")
     ax.set(xlabel="confidence (top label)", ylabel="texts", title="Confidence histogram")
     ax.legend()
-    out["confidence.png"] = _png(fig, plt)
+    out["confidence.png"] = _png(fig)
 
     rows = [r for r in report["slices"]["by_length"] if r["examples"]]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     acc = np.array([r["accuracy"] for r in rows])
     err = np.array([[a - r["low"], r["high"] - a] for a, r in zip(acc, rows)]).T
     ax.errorbar(range(len(rows)), acc, yerr=err, fmt="o-", capsize=4)
     ax.set_xticks(range(len(rows)), [f"{r['slice']}\n(n={r['examples']})" for r in rows], fontsize=8)
     ax.set(ylabel="accuracy (95 % Wilson)", title="Accuracy by length (tokens before truncation)")
-    out["length.png"] = _png(fig, plt)
+    out["length.png"] = _png(fig)
     return out
 
 
-def _png(fig, plt) -> bytes:
+def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
     return buffer.getvalue()
 
 

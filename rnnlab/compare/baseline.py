@@ -5,7 +5,6 @@ It writes the same `results.json` and `predictions.jsonl` as a trained run, so t
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from sklearn.metrics import confusion_matrix
 from rnnlab import runs
 from rnnlab.metrics import scores
 from rnnlab.peak_memory import peak_mb, reset_peak
-from rnnlab.runs import atomic_write_bytes, atomic_write_json
+from rnnlab.runs import atomic_write_json
 
 # A fixed C, not one tuned on test. Word+bigram TF-IDF with sublinear tf is well-regularised around C = 4-10 on
 # review sentiment; a larger C lets the many rare bigrams overfit small training sets.
@@ -80,18 +79,10 @@ def run_baseline(
     probs = _full_probs(probs, classifier.classes_, len(label_names))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / runs.PREDICTIONS, _predictions_jsonl(indices, y_test, preds, probs, label_names).encode())
+    runs.write_predictions(out_dir, indices, y_test, probs, list(label_names))
     # results.json last: its presence is what marks the folder finished for the report.
     atomic_write_json(out_dir / runs.RESULTS, results)
     return results
-
-
-def _predictions_jsonl(indices, labels, preds, probs: np.ndarray, label_names: Sequence[str]) -> str:
-    lines = [
-        json.dumps({"index": int(i), "label": label_names[y], "pred": label_names[p], "probs": [round(x, 6) for x in pr]})
-        for i, y, p, pr in zip(indices, labels, preds, probs.tolist(), strict=True)
-    ]
-    return "".join(line + "\n" for line in lines)
 
 
 def _full_probs(probs: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:

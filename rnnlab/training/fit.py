@@ -20,7 +20,7 @@ from rnnlab.data.split import Prepared, prepare
 from rnnlab.errors import UserError
 from rnnlab.model import TextClassifier, build_model, count_parameters, load_saved_state, load_tensors, save_tensors, saved_state
 from rnnlab.peak_memory import peak_mb, reset_peak
-from rnnlab.runs import atomic_write_bytes, atomic_write_json
+from rnnlab.runs import atomic_write_json
 from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, resolve_device
 from rnnlab.training.checkpoint import load_training, save_training
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
@@ -236,17 +236,9 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
                "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.model.encoder.trainable,
                "seed": s.cfg.train.seed, "split_hash": s.split_hash}  # fmt: skip
     if s.dist.is_main:
-        _write_predictions(s, test_idx, test["probs"])
+        runs.write_predictions(s.run, s.data.dataset_ids(test_idx), s.data.labels[test_idx], test["probs"], s.data.label_names)
         runs.plot_curves(state.history, s.run / runs.CURVES)
         atomic_write_json(s.run / runs.RESULTS, results)
         (s.run / runs.CHECKPOINT).unlink(missing_ok=True)
     s.log.info("test accuracy %.4f, macro-F1 %.4f", test["accuracy"], test["macro_f1"])
     return results
-
-
-def _write_predictions(s: Setup, indices, probs: np.ndarray) -> None:
-    names = s.data.label_names
-    lines = [json.dumps({"index": int(s.data.dataset_ids(i)), "label": names[int(s.data.labels[i])],
-                         "pred": names[int(p.argmax())], "probs": [round(float(x), 6) for x in p]})
-             for i, p in zip(indices, probs)]  # fmt: skip
-    atomic_write_bytes(s.run / runs.PREDICTIONS, ("\n".join(lines) + "\n").encode())
