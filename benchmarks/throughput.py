@@ -60,7 +60,7 @@ def encoder_forward(texts: list[str], device: torch.device, batch: int, reps: in
     from rnnlab.data.batching import collate
     from rnnlab.encoders.transformer import TransformerEncoder
 
-    encoder = TransformerEncoder("minilm", 256, "head_tail").to(device).eval()
+    encoder = TransformerEncoder("minilm", max_length=256, truncation="head_tail").to(device).eval()
     token_ids = encoder.tokenize(texts)
     order = np.argsort([len(t) for t in token_ids])  # length-sorted batches, as the feature cache runs them
     batches = [collate([token_ids[i] for i in order[s : s + batch]], encoder.pad_id) for s in range(0, len(order), batch)]
@@ -110,7 +110,7 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
     from rnnlab.training.features import encode_cached
     from rnnlab.training.loop import Optimization, TrainState, batch_stream, cross_entropy, train_epoch
 
-    encoder = TransformerEncoder("minilm", 256, "head_tail").to(device)
+    encoder = TransformerEncoder("minilm", max_length=256, truncation="head_tail").to(device)
     prec = Precision(device, autocast_dtype(device, True))
     token_ids = encoder.tokenize(texts)
     with tempfile.TemporaryDirectory() as cache:

@@ -117,16 +117,17 @@ class Rnnlab:
     def __init__(self, texts, labels, num_classes: int, finetune: bool, hidden: int, max_length: int, device, steps, seed=0):
         from rnnlab.encoders import build_encoder
         from rnnlab.model import build_model
-        from rnnlab.training.fit import _optimizer, _schedule, set_seed
+        from rnnlab.training.fit import set_seed
+        from rnnlab.training.optim import make_optimizer, make_schedule
 
         set_seed(seed)
-        self.cfg = RunConfig(dataset=DataConfig(max_length=max_length), encoder=EncoderConfig("minilm", finetune=finetune),
+        self.cfg = RunConfig(encoder=EncoderConfig("minilm", finetune=finetune, max_length=max_length),
                              model=HeadConfig("bilstm", hidden_size=hidden), train=TrainConfig(batch_size=BATCH))  # fmt: skip
-        self.encoder = build_encoder(self.cfg.encoder, self.cfg.dataset)
+        self.encoder = build_encoder(self.cfg.encoder)
         self.model = build_model(self.cfg, self.encoder, num_classes).to(device)
         self.prec = Precision(device, autocast_dtype(device, self.cfg.train.bf16))
-        self.optimizer = _optimizer(self.cfg, self.model)
-        self.scheduler = _schedule(self.optimizer, steps, self.cfg.train.warmup)
+        self.optimizer = make_optimizer(self.cfg, self.model)
+        self.scheduler = make_schedule(self.optimizer, steps, self.cfg.train.warmup)
         self.texts, self.labels, self.finetune, self.device = texts, torch.as_tensor(labels), finetune, device
         self.cache = tempfile.TemporaryDirectory(prefix="rnnlab-bench-")
 

@@ -39,18 +39,12 @@ class DataConfig:
     """Share of the remaining training data held out for validation (early stopping)."""
     split_seed: int = 0
     """Seed of the split; fixed apart from --seed so that every run is compared on the same test set."""
-    max_length: int = 256
-    """Tokens kept per text, special tokens included."""
-    truncation: Literal["head", "head_tail"] = "head_tail"
-    """`head` keeps the first tokens; `head_tail` keeps the first quarter and the last three quarters."""
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1:
             raise UserError(f"--fraction must be in (0, 1], got {self.fraction}")
         if not 0 < self.test_size < 1 or not 0 < self.val_size < 1:
             raise UserError("--test-size and --val-size must be in (0, 1)")
-        if self.max_length < 8:
-            raise UserError(f"--max-length must be at least 8, got {self.max_length}")
 
 
 @dataclass
@@ -67,6 +61,14 @@ class EncoderConfig:
     """Vocabulary size of the `scratch` tokenizer (trained on the training split)."""
     cache_dir: str | None = None
     """Feature cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab)."""
+    max_length: int = 256
+    """Tokens kept per text, special tokens included."""
+    truncation: Literal["head", "head_tail"] = "head_tail"
+    """`head` keeps the first tokens; `head_tail` keeps the first quarter and the last three quarters."""
+
+    def __post_init__(self) -> None:
+        if self.max_length < 8:
+            raise UserError(f"--max-length must be at least 8, got {self.max_length}")
 
 
 @dataclass
@@ -151,7 +153,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
         """Build a config from nested dicts, rejecting unknown keys and wrong types by name."""
-        return _build(cls, raw, source)
+        return _build(cls, _upgrade(raw), source)
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
@@ -162,6 +164,19 @@ class RunConfig:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{path}: not a JSON config ({e})") from None
         return cls.from_dict(raw, source=str(path))
+
+
+def _upgrade(raw: Any) -> Any:
+    """Configs written before max_length and truncation moved from `dataset` to `encoder` (how the encoder
+    tokenizes, not what the data is) load as they were meant."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), dict):
+        return raw
+    moved = {k: raw["dataset"][k] for k in ("max_length", "truncation") if k in raw["dataset"]}
+    if not moved:
+        return raw
+    dataset = {k: v for k, v in raw["dataset"].items() if k not in moved}
+    encoder = {**moved, **(raw.get("encoder") if isinstance(raw.get("encoder"), dict) else {})}
+    return {**raw, "dataset": dataset, "encoder": encoder}
 
 
 _SCALARS = {"int": int, "float": (int, float), "str": str, "bool": bool}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.config import DataConfig, EncoderConfig
+from rnnlab.config import EncoderConfig
 from rnnlab.encoders import Encoder, build_encoder, load_encoder
 from rnnlab.encoders.base import truncate
 from rnnlab.errors import UserError
@@ -35,7 +35,7 @@ def test_truncate_head_and_head_tail():
 
 
 def test_transformer_from_folder_gives_token_vectors(tiny_bert):
-    encoder = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=16))
+    encoder = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False, max_length=16))
     out, mask = encode(encoder, ["a b c", "hello there, world"])
     assert encoder.dim == 32 and encoder.pad_id == 0
     assert out.shape == (2, mask.shape[1], 32)  # [B, T, D]
@@ -48,13 +48,13 @@ def test_transformer_from_folder_gives_token_vectors(tiny_bert):
 
 
 def test_transformer_frozen_has_no_grads_and_finetune_has(tiny_bert):
-    frozen = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=16))
+    frozen = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False, max_length=16))
     frozen.train()
     assert not frozen.trainable and not frozen.model.training  # dropout stays off
     assert not any(p.requires_grad for p in frozen.parameters())
     assert not encode(frozen, ["a b"])[0].requires_grad
 
-    tuned = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=True), DataConfig(max_length=16))
+    tuned = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=True, max_length=16))
     tuned.train()
     assert tuned.trainable and tuned.model.training
     encode(tuned, ["a b"])[0].sum().backward()
@@ -64,7 +64,7 @@ def test_transformer_frozen_has_no_grads_and_finetune_has(tiny_bert):
 @pytest.mark.parametrize(("truncation", "kept"), [("head", "abcdefgh"), ("head_tail", "abmnopqr")])
 def test_transformer_truncation_keeps_specials_and_tail(tiny_bert, truncation, kept):
     encoder = build_encoder(
-        EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=10, truncation=truncation)
+        EncoderConfig(encoder=str(tiny_bert), finetune=False, max_length=10, truncation=truncation)
     )
     ids = encoder.tokenize([" ".join("abcdefghijklmnopqr")])[0]
     letter_ids = [5 + LETTERS.index(c) for c in kept]
@@ -72,14 +72,14 @@ def test_transformer_truncation_keeps_specials_and_tail(tiny_bert, truncation, k
 
 
 def test_transformer_max_length_capped_by_model_and_in_cache_key(tiny_bert):
-    long = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=1000))
-    short = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=16, truncation="head"))
+    long = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False, max_length=1000))
+    short = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False, max_length=16, truncation="head"))
     assert long.max_length == 64  # the tokenizer's model_max_length
     assert long.cache_key() != short.cache_key()
 
 
 def test_transformer_save_load_round_trip(tiny_bert, tmp_path):
-    encoder = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False), DataConfig(max_length=16))
+    encoder = build_encoder(EncoderConfig(encoder=str(tiny_bert), finetune=False, max_length=16))
     encoder.save(tmp_path)
     loaded = load_encoder(tmp_path)
     assert loaded.cache_key() == encoder.cache_key()
@@ -87,7 +87,7 @@ def test_transformer_save_load_round_trip(tiny_bert, tmp_path):
 
 
 def test_packaged_minilm_loads():
-    encoder = build_encoder(EncoderConfig(encoder="minilm", finetune=False), DataConfig(max_length=32))
+    encoder = build_encoder(EncoderConfig(encoder="minilm", finetune=False, max_length=32))
     assert encoder.dim == 384 and not encoder.trainable
     ids = encoder.tokenize(["Hello world"])[0]
     assert ids[0] == 101 and ids[-1] == 102  # [CLS] … [SEP]
@@ -97,14 +97,14 @@ def test_packaged_minilm_loads():
 def test_unavailable_model_fails_fast_with_a_hint(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="huggingface-cli download roberta-base"):
-        build_encoder(EncoderConfig(encoder="roberta-base", finetune=False), DataConfig())
+        build_encoder(EncoderConfig(encoder="roberta-base", finetune=False))
     with pytest.raises(UserError, match="not found"):
-        build_encoder(EncoderConfig(encoder="./no/such/model", finetune=False), DataConfig())
+        build_encoder(EncoderConfig(encoder="./no/such/model", finetune=False))
 
 
 @pytest.fixture(scope="module")
 def glove() -> Encoder:
-    return build_encoder(EncoderConfig(encoder="glove", finetune=False), DataConfig(max_length=32))
+    return build_encoder(EncoderConfig(encoder="glove", finetune=False, max_length=32))
 
 
 def test_packaged_glove_vectors_and_ids(glove):
@@ -135,7 +135,7 @@ def write(path: Path, text: str) -> Path:
 @pytest.mark.parametrize("header", ["", "3 3\n"])
 def test_vector_text_files_load(tmp_path, header):
     path = write(tmp_path / "vectors.txt", header + "cat 0.1 0.2 0.3\ndog 0.4 0.5 0.6\nthe 1 2 3\n")
-    encoder = build_encoder(EncoderConfig(encoder=str(path), finetune=False), DataConfig(max_length=8))
+    encoder = build_encoder(EncoderConfig(encoder=str(path), finetune=False, max_length=8))
     assert encoder.dim == 3
     ids = encoder.tokenize(["Cat, dog!"])[0]
     assert ids == [2, 1, 3, 1]
@@ -147,7 +147,7 @@ def test_vector_text_files_load(tmp_path, header):
 
 def test_finetuned_word_vectors_are_a_parameter(tmp_path):
     path = write(tmp_path / "vectors.txt", "cat 0.1 0.2\ndog 0.3 0.4\n")
-    encoder = build_encoder(EncoderConfig(encoder=str(path), finetune=True), DataConfig(max_length=8))
+    encoder = build_encoder(EncoderConfig(encoder=str(path), finetune=True, max_length=8))
     assert encoder.trainable and encoder.state_dict()["table"].shape == (4, 2)
 
 
@@ -155,14 +155,14 @@ def test_finetuned_word_vectors_are_a_parameter(tmp_path):
 def test_malformed_vector_file_names_the_line(tmp_path, bad):
     path = write(tmp_path / "vectors.txt", "cat 0.1 0.2 0.3\n" + bad)
     with pytest.raises(UserError, match=r"vectors\.txt:2: expected a word and 3 numbers"):
-        build_encoder(EncoderConfig(encoder=str(path), finetune=False), DataConfig())
+        build_encoder(EncoderConfig(encoder=str(path), finetune=False))
     with pytest.raises(UserError, match="not found"):
-        build_encoder(EncoderConfig(encoder=str(tmp_path / "missing.txt"), finetune=False), DataConfig())
+        build_encoder(EncoderConfig(encoder=str(tmp_path / "missing.txt"), finetune=False))
 
 
 def test_scratch_tokenizer_round_trip(tmp_path):
     texts = ["A great movie, truly great.", "A terrible film; awful acting.", "Great acting, awful plot."] * 5
-    encoder = build_encoder(EncoderConfig(encoder="scratch", vocab_size=60, embedding_dim=8), DataConfig(), texts)
+    encoder = build_encoder(EncoderConfig(encoder="scratch", vocab_size=60, embedding_dim=8), texts)
     assert encoder.trainable and encoder.dim == 8 and encoder.pad_id == 0
     ids = encoder.tokenize(texts[:3] + ["unseen words here"])
     assert all(ids) and encoder.tokenize([""]) == [[1]]
@@ -176,4 +176,4 @@ def test_scratch_tokenizer_round_trip(tmp_path):
 
 def test_scratch_needs_training_texts():
     with pytest.raises(ValueError, match="train_texts"):
-        build_encoder(EncoderConfig(encoder="scratch"), DataConfig())
+        build_encoder(EncoderConfig(encoder="scratch"))

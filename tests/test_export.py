@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -40,8 +41,8 @@ def _train(data_file, run_dir, head: str, impl: str = "torch", encoder: EncoderC
     from rnnlab.training.fit import fit
 
     cfg = RunConfig(
-        dataset=DataConfig(data=str(data_file), max_length=32),
-        encoder=encoder or EncoderConfig(encoder="scratch", embedding_dim=12, vocab_size=120),
+        dataset=DataConfig(data=str(data_file)),
+        encoder=dataclasses.replace(encoder or EncoderConfig(encoder="scratch", embedding_dim=12, vocab_size=120), max_length=32),
         model=HeadConfig(head=head, hidden_size=8, impl=impl),
         train=TrainConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu", bf16=False, progress=False),
         run_dir=str(run_dir),

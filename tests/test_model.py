@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig
+from rnnlab.config import EncoderConfig, HeadConfig, RunConfig
 from rnnlab.data.batching import collate
 from rnnlab.encoders import build_encoder
 from rnnlab.heads import HEADS
@@ -20,7 +22,7 @@ LABELS = torch.tensor([1, 0, 1, 0, 1, 0])
 def encoder(request):
     """Frozen pretrained encoders (the packaged MiniLM and GloVe) and a scratch embedding, each built once."""
     cfg = EncoderConfig(encoder=request.param, finetune=False, vocab_size=60, embedding_dim=16)
-    return build_encoder(cfg, DataConfig(max_length=16), TEXTS)
+    return build_encoder(dataclasses.replace(cfg, max_length=16), TEXTS)
 
 
 @pytest.mark.parametrize("head", HEADS)

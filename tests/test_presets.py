@@ -19,7 +19,7 @@ def test_every_preset_parses_and_builds(name):
 
 def test_flags_after_a_preset_override_it():
     args = cli._parse(cli.TrainArgs, expand(["--preset", "glove-bilstm", "--epochs", "2"]), "rnnlab train")
-    assert args.run.train.epochs == 2 and args.run.encoder.encoder == "glove" and args.run.dataset.max_length == 400
+    assert args.run.train.epochs == 2 and args.run.encoder.encoder == "glove" and args.run.encoder.max_length == 400
 
 
 def test_an_unknown_preset_is_one_line_naming_the_choices(capsys):

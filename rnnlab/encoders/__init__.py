@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rnnlab.config import DataConfig, EncoderConfig
+from rnnlab.config import EncoderConfig
 from rnnlab.encoders.base import SPEC_FILE, Encoder
 from rnnlab.encoders.transformer import TransformerEncoder
 from rnnlab.encoders.words import ScratchEncoder, WordVectorEncoder
@@ -18,16 +18,16 @@ __all__ = ["Encoder", "build_encoder", "load_encoder"]
 _VECTOR_SUFFIXES = (".txt", ".vec", ".gz")
 
 
-def build_encoder(enc: EncoderConfig, data: DataConfig, train_texts: list[str] | None = None) -> Encoder:
+def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None) -> Encoder:
     """`minilm`, `glove`, `scratch` (trained on `train_texts`), a word-vector file, or a Hugging Face name/folder."""
-    name, limit, cut = enc.encoder, data.max_length, data.truncation
+    name, cut = cfg.encoder, {"max_length": cfg.max_length, "truncation": cfg.truncation}
     if name == "scratch":
         if train_texts is None:
             raise ValueError("the scratch encoder learns its vocabulary from train_texts")
-        return ScratchEncoder.train_on(train_texts, enc.vocab_size, enc.embedding_dim, limit, cut)
+        return ScratchEncoder.train_on(train_texts, vocab_size=cfg.vocab_size, embedding_dim=cfg.embedding_dim, **cut)
     if name == "glove" or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES):
-        return WordVectorEncoder(name, limit, cut, enc.finetune)
-    return TransformerEncoder(name, limit, cut, enc.finetune)
+        return WordVectorEncoder(name, finetune=cfg.finetune, **cut)
+    return TransformerEncoder(name, finetune=cfg.finetune, **cut)
 
 
 def load_encoder(run_dir: Path) -> Encoder:

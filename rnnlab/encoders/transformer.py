@@ -30,7 +30,7 @@ def packaged_minilm_path() -> str:
 
 
 class TransformerEncoder(Encoder):
-    def __init__(self, name: str, max_length: int, truncation: str, finetune: bool = False) -> None:
+    def __init__(self, name: str, *, max_length: int, truncation: str, finetune: bool = False) -> None:
         super().__init__()
         self.name = name
         source = packaged_minilm_path() if name == "minilm" else name
@@ -82,7 +82,7 @@ class TransformerEncoder(Encoder):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TransformerEncoder:
-        encoder = cls(spec["name"], spec["max_length"], spec["truncation"], spec["finetune"])
+        encoder = cls(spec["name"], max_length=spec["max_length"], truncation=spec["truncation"], finetune=spec["finetune"])
         if not spec["finetune"]:  # fine-tuned weights come from the run's checkpoint instead
             check_fingerprint(spec, encoder.fingerprint, f"encoder {spec['name']!r}")
         return encoder

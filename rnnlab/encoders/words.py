@@ -29,7 +29,7 @@ _WORD = re.compile(r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|m|d)\b|(?:[^\W\d_]\.){2,}
 class WordVectorEncoder(Encoder):
     """A table of pretrained word vectors; frozen unless fine-tuned."""
 
-    def __init__(self, source: str, max_length: int, truncation: str, finetune: bool = False) -> None:
+    def __init__(self, source: str, *, max_length: int, truncation: str, finetune: bool = False) -> None:
         super().__init__()
         self.source = source
         words, vectors, files = _read_packaged_glove() if source == "glove" else _read_vector_file(Path(source))
@@ -81,7 +81,7 @@ class WordVectorEncoder(Encoder):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> WordVectorEncoder:
-        encoder = cls(spec["source"], spec["max_length"], spec["truncation"], spec["finetune"])
+        encoder = cls(spec["source"], max_length=spec["max_length"], truncation=spec["truncation"], finetune=spec["finetune"])
         # The vocabulary decides the ids, so a changed file matters even for a fine-tuned table.
         check_fingerprint(spec, encoder.fingerprint, f"word-vector file {spec['source']}")
         return encoder
@@ -129,7 +129,7 @@ def _read_vector_file(path: Path) -> tuple[list[str], np.ndarray, list[Path]]:
 class ScratchEncoder(Encoder):
     """A trainable embedding table over a WordPiece vocabulary learned from the training texts."""
 
-    def __init__(self, tokenizer: Any, embedding_dim: int, max_length: int, truncation: str) -> None:
+    def __init__(self, tokenizer: Any, *, embedding_dim: int, max_length: int, truncation: str) -> None:
         super().__init__()
         self.tokenizer = tokenizer
         self.tokenizer.no_padding()
@@ -139,7 +139,9 @@ class ScratchEncoder(Encoder):
         self.embedding = nn.Embedding(tokenizer.get_vocab_size(), embedding_dim, padding_idx=PAD)
 
     @classmethod
-    def train_on(cls, texts: list[str], vocab_size: int, embedding_dim: int, max_length: int, truncation: str) -> ScratchEncoder:
+    def train_on(
+        cls, texts: list[str], *, vocab_size: int, embedding_dim: int, max_length: int, truncation: str
+    ) -> ScratchEncoder:
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -150,7 +152,7 @@ class ScratchEncoder(Encoder):
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]"], show_progress=False)
         tokenizer.train_from_iterator(texts, trainer, length=len(texts))
         assert tokenizer.token_to_id("[PAD]") == PAD and tokenizer.token_to_id("[UNK]") == UNK
-        return cls(tokenizer, embedding_dim, max_length, truncation)
+        return cls(tokenizer, embedding_dim=embedding_dim, max_length=max_length, truncation=truncation)
 
     def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
@@ -187,4 +189,5 @@ class ScratchEncoder(Encoder):
         path = Path(run_dir, TOKENIZER_FILE)
         if not path.is_file():
             raise UserError(f"{path}: tokenizer file missing from the run folder")
-        return cls(Tokenizer.from_file(str(path)), spec["embedding_dim"], spec["max_length"], spec["truncation"])
+        return cls(Tokenizer.from_file(str(path)), embedding_dim=spec["embedding_dim"], max_length=spec["max_length"],
+                   truncation=spec["truncation"])  # fmt: skip

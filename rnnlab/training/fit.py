@@ -92,7 +92,7 @@ def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool
     encoder = None
     if dist.is_main:
         train_texts = [data.texts[i] for i in data.split["train"]]
-        encoder = load_encoder(run) if resume else build_encoder(cfg.encoder, cfg.dataset, train_texts)
+        encoder = load_encoder(run) if resume else build_encoder(cfg.encoder, train_texts)
         runs.claim(run, cfg.overwrite, resume)
         if not resume:
             runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
