@@ -1,7 +1,7 @@
 """Exact resume: a run killed with SIGKILL at any step and resumed ends exactly like an uninterrupted one.
 
 Runs are subprocesses (`python -m rnnlab train`) on a tiny CSV and a tiny GloVe file; the kill comes from the
-RNNLAB_TEST_KILL_AT_STEP hook in rnnlab.training.fit, so the step is deterministic.
+RNNLAB_TEST_KILL_AT_STEP hook in rnnlab.training.loop, so the step is deterministic.
 """
 
 from __future__ import annotations

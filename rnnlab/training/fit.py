@@ -173,7 +173,8 @@ def _wrap(model: TextClassifier, dist: Dist) -> torch.nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    device_ids = [model.classifier[1].weight.device.index] if model.classifier[1].weight.is_cuda else None
+    device = next(model.parameters()).device
+    device_ids = [device.index] if device.type == "cuda" else None
     return DDP(model, device_ids=device_ids)
 
 

@@ -149,9 +149,12 @@ def _step(model, batch, idx, x, mask, opt: Optimization, scaler, vectors: bool) 
     return (loss_sum.item() if idx else 0.0), len(idx)
 
 
+_KILL_AT_STEP = os.environ.get("RNNLAB_TEST_KILL_AT_STEP")  # read once: the tests set it before the process starts
+
+
 def _test_kill_hook(step: int) -> None:
     """For tests/test_resume.py only: RNNLAB_TEST_KILL_AT_STEP=k kills this process (SIGKILL) right after step k."""
-    if os.environ.get("RNNLAB_TEST_KILL_AT_STEP") == str(step):
+    if _KILL_AT_STEP == str(step):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
