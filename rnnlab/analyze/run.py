@@ -53,13 +53,7 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
     runs.require_finished(run)
     predictor = Predictor.load(run, device=options.device, calibrated=False)
     val = run_split(run, "val")
-    target = (
-        run_split(run, "test")
-        if options.data is None
-        else labelled_file(
-            run, options.data, text_column=options.text_column, label_column=options.label_column, label_map=options.label_map
-        )
-    )
+    target = _target(run, options)
     temperature = fit_and_store_temperature(run, predictor, val)
     ids, counts = predictor.encoder.tokenize_counted(target.texts)
     raw = predictor.raw_probs_of_ids(ids)
@@ -67,35 +61,38 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
     predictor.temperature = temperature  # the behavioural tests see what a user of the run sees
     n_tokens = np.asarray(counts)
     names, y = predictor.label_names, target.labels
-    report = {
-        "run": run.name,
-        "data": target.source,
-        "examples": len(y),
-        "label_names": names,
-        "headline": _headline(probs, y, len(names)),
-        "calibration": _calibration(raw, probs, y, temperature, len(val.labels)),
-        "slices": slices(probs, y, n_tokens, max_length=predictor.encoder.max_length, label_names=names),
-    }
-    mistakes, mistake_rows = _mistakes(predictor, target, ids, probs, n_tokens, report["headline"]["confusion"])
-    if options.folds:
-        train, train_probs = crossfit(run, options.folds, device=options.device, seed=options.seed)
-        source = f"the run's training split ({options.folds}-fold cross-fitted, RUN/{FOLDS_DIR}/)"
-        issues, issue_rows = _label_issues(train, train_probs, names, source)
-    else:
-        held_out = "the run's test split (never trained on)" if options.data is None else f"{target.source} (out of sample)"
-        issues, issue_rows = _label_issues(target, probs, names, held_out)
-    report |= {
-        "mistakes": mistakes,
-        "label_issues": issues,
-        "behaviour": _behaviour(run, predictor, target, options),
-        "attribution": _faithfulness(predictor, ids, options.seed),
-    }
-    report["seconds"] = time.perf_counter() - start
+    report = {"run": run.name, "data": target.source, "examples": len(y), "label_names": names,
+              "headline": _headline(probs, y, len(names)),
+              "calibration": _calibration(raw, probs, y, temperature, len(val.labels)),
+              "slices": slices(probs, y, n_tokens, max_length=predictor.encoder.max_length, label_names=names)}  # fmt: skip
+    mistakes, mistake_rows = _mistakes(predictor, target, ids, probs=probs, n_tokens=n_tokens,
+                                       confusion=report["headline"]["confusion"])  # fmt: skip
+    issues, issue_rows = _issues(run, options, target, probs, names)
+    report |= {"mistakes": mistakes, "label_issues": issues, "behaviour": _behaviour(run, predictor, target, options),
+               "attribution": _faithfulness(predictor, ids, options.seed), "seconds": time.perf_counter() - start}  # fmt: skip
     out = options.out or run / (runs.ANALYSIS if options.data is None else f"{runs.ANALYSIS}-{Path(options.data).stem}")
     write_report(out, report, mistakes_rows=mistake_rows, issue_rows=issue_rows)
     print(headline_line(report))
     print(f"wrote {out / 'report.md'} (and report.json, report.html, PNGs, CSVs)")
     return report
+
+
+def _target(run: Path, options: AnalyzeOptions) -> LabelledTexts:
+    """What is analysed: the run's test split, or --data with its columns and label map."""
+    if options.data is None:
+        return run_split(run, "test")
+    return labelled_file(run, options.data, text_column=options.text_column, label_column=options.label_column,
+                         label_map=options.label_map)  # fmt: skip
+
+
+def _issues(run: Path, options: AnalyzeOptions, target: LabelledTexts, probs, names) -> tuple[dict, list[dict]]:
+    """Label issues in the run's training split (cross-fitted with --folds) or in the analysed texts."""
+    if options.folds:
+        train, train_probs = crossfit(run, options.folds, device=options.device, seed=options.seed)
+        source = f"the run's training split ({options.folds}-fold cross-fitted, RUN/{FOLDS_DIR}/)"
+        return _label_issues(train, train_probs, names, source)
+    held_out = "the run's test split (never trained on)" if options.data is None else f"{target.source} (out of sample)"
+    return _label_issues(target, probs, names, held_out)
 
 
 def _headline(probs: np.ndarray, y: np.ndarray, c: int) -> dict:
@@ -127,7 +124,7 @@ def _calibration(raw: np.ndarray, probs: np.ndarray, y: np.ndarray, temperature:
     }
 
 
-def _mistakes(predictor, target: LabelledTexts, ids, probs, n_tokens, confusion) -> tuple[dict, list[dict]]:
+def _mistakes(predictor, target: LabelledTexts, ids, *, probs, n_tokens, confusion) -> tuple[dict, list[dict]]:
     names, y, limit = predictor.label_names, target.labels, predictor.encoder.max_length
     order = confident_errors(probs, y)
     rows = [

@@ -109,7 +109,7 @@ def train_epoch(
     clock = time.perf_counter()
     for position, batch, idx, x, mask in stream:
         # forward, backward, step
-        loss, n = _step(model, batch, idx, x, mask, opt, scaler, vectors)
+        loss, n = _step(model, (batch, idx, x, mask), opt, scaler=scaler, vectors=vectors)
         # bookkeeping
         now = time.perf_counter()
         state.record_step(position, loss, n, now - clock)
@@ -127,13 +127,14 @@ def train_epoch(
             break
 
 
-def _step(model, batch, idx, x, mask, opt: Optimization, scaler, vectors: bool) -> tuple[float, int]:
+def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, vectors: bool) -> tuple[float, int]:
     """One optimizer step; returns this rank's summed loss and its example count.
 
     The loss is the local sum divided by the global batch size, times world size because DDP averages
     gradients over ranks: the step then equals one process on the whole batch. A batch smaller than the world
     leaves some ranks without items; such a rank runs one stand-in item whose loss counts zero.
     """
+    batch, idx, x, mask = item  # the global batch, this rank's share of it, and that share's inputs
     weight = opt.dist.world_size / len(batch) if idx else 0.0
     with opt.prec.autocast():
         logits = model(x.to(opt.prec.device), mask.to(opt.prec.device), vectors=vectors)  # [B, C]
