@@ -94,6 +94,27 @@ class HeadConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str | None = None
+    """A finished run whose predictions the student learns (its split must be the student's); None: hard labels."""
+    distill_loss: Literal["mse", "kl"] = "mse"
+    """Match the teacher's logits (MSE, Tang et al. 2019) or its softened probabilities (KL at --distill-temperature)."""
+    alpha: float = 0.0
+    """Share of the hard-label cross-entropy in the loss (0: the teacher alone)."""
+    distill_temperature: float = 2.0
+    """Softening temperature of the KL loss (its gradients are scaled by T², as Hinton et al. do)."""
+    augment: int = 0
+    """Augmented copies of every training text in the transfer set (masking, same-class word swaps, n-gram crops),
+    labelled by the teacher."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise UserError(f"--alpha must be in [0, 1], got {self.alpha}")
+        if self.distill_temperature <= 0 or self.augment < 0:
+            raise UserError("--distill-temperature must be positive and --augment at least 0")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 3
     """Maximum epochs; early stopping may end sooner."""
@@ -125,6 +146,7 @@ class TrainConfig:
     """Steps between resumable checkpoints (also written at every epoch end)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps in total (for smoke tests)."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 @dataclass
@@ -216,7 +238,8 @@ def _check(kind: str, value: Any, where: str) -> Any:
     raise UserError(f"{where}: {value!r} is not a valid {kind}")
 
 
-_NESTED = {"DataConfig": DataConfig, "EncoderConfig": EncoderConfig, "HeadConfig": HeadConfig, "TrainConfig": TrainConfig}
+_NESTED = {"DataConfig": DataConfig, "EncoderConfig": EncoderConfig, "HeadConfig": HeadConfig, "TrainConfig": TrainConfig,
+           "DistillConfig": DistillConfig}  # fmt: skip
 _LITERALS = {"HeadName": HeadName.__args__, "Pooling": Pooling.__args__}
 
 

@@ -37,6 +37,22 @@ def build_model(cfg: RunConfig, encoder: nn.Module, num_classes: int) -> TextCla
     return TextClassifier(encoder, head, num_classes, cfg.model.dropout)
 
 
+def load_trained(run_dir: Path) -> tuple[TextClassifier, list[str]]:
+    """A finished run's model (on the CPU, in eval mode) and its label names: what `serve` predicts with and what
+    a distillation teacher is."""
+    from rnnlab import runs
+    from rnnlab.encoders import load_encoder
+
+    path = Path(run_dir)
+    runs.require_finished(path)
+    cfg = runs.read_config(path)
+    label_names = json.loads((path / runs.LABELS).read_text())
+    model = build_model(cfg, load_encoder(path), len(label_names))
+    weights, _ = load_tensors(path / runs.WEIGHTS)
+    load_saved_state(model, weights, path / runs.WEIGHTS)
+    return model.eval(), label_names
+
+
 def saved_state(model: TextClassifier) -> dict[str, torch.Tensor]:
     """The weights a run folder stores: all but a frozen pretrained encoder, which is rebuilt from its reference."""
     state = model.state_dict()

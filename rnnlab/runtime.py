@@ -81,14 +81,20 @@ def by_length(lengths: np.ndarray, batch_size: int, probs_of: Callable[[np.ndarr
 
 
 @torch.inference_mode()
-def predict_probs(model: nn.Module, inputs: Inputs, indices: Sequence[int], prec: Precision, batch_size: int) -> np.ndarray:
-    """Class probabilities [N, C] in the order of `indices`, batched by length for speed."""
+def predict_logits(model: nn.Module, inputs: Inputs, indices: Sequence[int], prec: Precision, batch_size: int) -> np.ndarray:
+    """Logits [N, C] (float32) in the order of `indices`, batched by length for speed."""
     model.eval()
     indices = list(indices)
 
-    def probs_of(chunk: np.ndarray) -> np.ndarray:
+    def logits_of(chunk: np.ndarray) -> np.ndarray:
         with prec.autocast():
             logits = inputs.logits(model, [indices[i] for i in chunk], prec.device)
-        return logits.float().softmax(-1).cpu().numpy()
+        return logits.float().cpu().numpy()
 
-    return by_length(inputs.lengths[indices], batch_size, probs_of)
+    return by_length(inputs.lengths[indices], batch_size, logits_of)
+
+
+def predict_probs(model: nn.Module, inputs: Inputs, indices: Sequence[int], prec: Precision, batch_size: int) -> np.ndarray:
+    """Class probabilities [N, C] in the order of `indices`."""
+    logits = predict_logits(model, inputs, indices, prec, batch_size)
+    return torch.from_numpy(logits).softmax(-1).numpy() if len(logits) else logits

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 from rnnlab import runs
 from rnnlab.calibration import scale
 from rnnlab.encoders.base import Encoder
-from rnnlab.model import TextClassifier, build_model, load_saved_state, load_tensors
+from rnnlab.model import TextClassifier, load_trained
 from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
 
 
@@ -64,19 +63,11 @@ class Predictor(Labeller):
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "auto", bf16: bool = True, calibrated: bool = True) -> Predictor:
-        from rnnlab.encoders import load_encoder
-
-        path = Path(run_dir)
-        runs.require_finished(path)
         configure_math()
-        cfg = runs.read_config(path)
-        label_names = json.loads((path / runs.LABELS).read_text())
-        model = build_model(cfg, load_encoder(path), len(label_names))
-        weights, _ = load_tensors(path / runs.WEIGHTS)
-        load_saved_state(model, weights, path / runs.WEIGHTS)
+        model, label_names = load_trained(Path(run_dir))
         dev = resolve_device(device)
         predictor = cls(model.to(dev), label_names, Precision(dev, autocast_dtype(dev, bf16)))
-        predictor.temperature = runs.read_temperature(path) if calibrated else 1.0
+        predictor.temperature = runs.read_temperature(Path(run_dir)) if calibrated else 1.0
         return predictor
 
     @property

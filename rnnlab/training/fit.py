@@ -23,8 +23,9 @@ from rnnlab.peak_memory import peak_mb, reset_peak
 from rnnlab.runs import atomic_write_json
 from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, resolve_device
 from rnnlab.training.checkpoint import load_training, save_training
+from rnnlab.training.distill import check_teacher, distill_loss, teacher_logits, with_transfer_set
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
-from rnnlab.training.loop import Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
+from rnnlab.training.loop import LossFn, Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
 from rnnlab.training.optim import head_lr, make_optimizer, make_schedule
 
 
@@ -40,6 +41,7 @@ class Setup:
     model: TextClassifier
     log: Any
     split_hash: str
+    loss_fn: LossFn
 
 
 def set_seed(seed: int) -> None:
@@ -70,17 +72,35 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     runs.check_claim(run, cfg.overwrite, resume)  # before reading any data: a refused run costs nothing
     # Data and encoder come before the run folder is claimed, so bad input leaves no folder behind.
     data = prepare(cfg.dataset).compact()
+    if cfg.train.distill.teacher:
+        check_teacher(cfg.train.distill, data)
     set_seed(cfg.train.seed)
     encoder = _encoder(cfg, run, data, dist, resume)
     log = runs.open_log(run if dist.is_main else None)
-    split_hash = _record_split(run, data, dist, resume)
+    split_hash = _record_split(run, data, dist, resume)  # of the split as it is: a transfer set only adds to train
+    if cfg.train.distill.teacher:
+        data = with_transfer_set(data, cfg.train.distill, cfg.train.seed)
     prec = Precision(device, autocast_dtype(device, cfg.train.bf16))
     inputs = _inputs(cfg, encoder, data, prec, dist)
     model = build_model(cfg, encoder, len(data.label_names)).to(device)
     trainable, total = count_parameters(model)
     log.info("run %s: %s, %d/%d trainable parameters, precision %s", run, cfg.to_dict(), trainable, total, prec.dtype)
     labels = torch.as_tensor(data.labels, dtype=torch.long)
-    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash)
+    loss_fn = _loss(cfg, run, data, labels, dist)
+    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash, loss_fn)
+
+
+def _loss(cfg: RunConfig, run: Path, data: Prepared, labels: torch.Tensor, dist: Dist) -> LossFn:
+    """Cross-entropy, or with --teacher the distillation loss on the teacher's stored logits (rank 0 computes
+    them; the other ranks read rank 0's file)."""
+    if not cfg.train.distill.teacher:
+        return cross_entropy(labels)
+    if dist.is_main:
+        teacher = teacher_logits(run, data, cfg.train.distill, device=cfg.train.device)
+    dist.barrier()
+    if not dist.is_main:
+        teacher = teacher_logits(run, data, cfg.train.distill, device=cfg.train.device)
+    return distill_loss(cfg.train.distill, teacher, labels)
 
 
 def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool):
@@ -160,7 +180,7 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
     cfg = s.cfg.train
     bar = tqdm(total=len(batches), initial=state.position, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                disable=not (cfg.progress and s.dist.is_main), leave=False)  # fmt: skip
-    opt = Optimization(optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, cross_entropy(s.labels))
+    opt = Optimization(optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, s.loss_fn)
     stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers)
     checkpoint = lambda: _save_checkpoint(s, state, optimizer, scheduler)  # noqa: E731
     train_epoch(ddp, stream, opt, state, vectors=s.inputs.store is not None, progress=bar, max_steps=cfg.max_steps,
@@ -235,7 +255,7 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
                "reviews_per_s": round(state.total_seen * s.dist.world_size / max(state.loop_seconds, 1e-9), 2),
                "peak_memory_mb": round(peak_mb(), 1), "params_trainable": trainable, "params_total": total,
                "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.model.encoder.trainable,
-               "seed": s.cfg.train.seed, "split_hash": s.split_hash}  # fmt: skip
+               "seed": s.cfg.train.seed, "split_hash": s.split_hash, "teacher": s.cfg.train.distill.teacher}  # fmt: skip
     if s.dist.is_main:
         runs.write_predictions(s.run, s.data.dataset_ids(test_idx), s.data.labels[test_idx], test["probs"], s.data.label_names)
         runs.plot_curves(state.history, s.run / runs.CURVES)
