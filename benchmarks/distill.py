@@ -72,17 +72,19 @@ def main() -> None:
     d = cfg["dataset"]
     dataset = DataConfig(data=d["data"], fraction=d["fraction"], split_seed=d["split_seed"])
     data = prepare(dataset)
-    test_texts = [data.texts[i] for i in data.split["test"]][:2000]
+    test = [data.texts[i] for i in data.split["test"]]
+    test_texts = (test * (2000 // len(test) + 1))[:2000]  # 2,000 texts whatever the split's size, for steady timings
     baseline_row(RunConfig(dataset=dataset), out / "tfidf")
     contenders = [
         ("teacher: " + f"{cfg['encoder']['encoder']} + {cfg['model']['head']} (fine-tuned)", teacher, None),
-        ("student, hard labels", out / "glove-bilstm-hard", student),
-        ("student, distilled (MSE, no augmentation)", out / "glove-bilstm-distilled", [*student, "--teacher", str(teacher)]),
+        ("student, hard labels", out / f"glove-bilstm-hard-e{args.epochs}", student),
+        ("student, distilled (MSE, no augmentation)", out / f"glove-bilstm-distilled-e{args.epochs}",
+         [*student, "--teacher", str(teacher)]),
     ]
     if args.augment:
         name = f"student, distilled (MSE, + {args.augment} augmented copies)"
         options = [*student, "--teacher", str(teacher), "--augment", str(args.augment)]
-        contenders.append((name, out / f"glove-bilstm-distilled-aug{args.augment}", options))
+        contenders.append((name, out / f"glove-bilstm-distilled-aug{args.augment}-e{args.epochs}", options))
     for name, run, options in contenders:
         start = time.perf_counter()
         results = json.loads((run / "results.json").read_text()) if options is None else train(run, [*split, *options])
