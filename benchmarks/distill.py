@@ -49,6 +49,20 @@ def weights_mb(run: Path) -> float:
     return sum(p.stat().st_size for p in run.glob("*.safetensors") if p.name != "teacher.safetensors") / 1e6
 
 
+def _int8_check(run: Path, data) -> str:
+    """Accuracy of the last student's ONNX int8 graph against its PyTorch weights, on the test split."""
+
+    from rnnlab.serve.onnx import OnnxPredictor, export_onnx
+
+    export_onnx(run, quantize=True)
+    test = data.split["test"]
+    texts, labels = [data.texts[i] for i in test], data.labels[test]
+    accuracy = float((OnnxPredictor(run, quantized=True).predict_proba(texts).argmax(1) == labels).mean())
+    torch_accuracy = json.loads((run / "results.json").read_text())["test_accuracy"]
+    return (f"{run.name} exported to ONNX int8 (`rnnlab export RUN --format onnx --quantize`): {100 * accuracy:.2f} % "
+            f"against {100 * torch_accuracy:.2f} % in PyTorch ({100 * (accuracy - torch_accuracy):+.2f} points).")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", default=str(ROOT / "runs" / "default"))
@@ -93,6 +107,7 @@ def main() -> None:
         rows.append([name, 100 * results["test_accuracy"], 100 * results["test_macro_f1"], rate, weights_mb(run),
                      f"{results['params_total'] / 1e6:.2f}M", results["train_seconds"]])  # fmt: skip
         print(rows[-1], flush=True)
+    export_note = _int8_check(contenders[-1][1], data)
     tfidf = json.loads((out / "tfidf" / "results.json").read_text())
     rows.append(["TF-IDF + logistic regression", 100 * tfidf["test_accuracy"], 100 * tfidf["test_macro_f1"],
                  tfidf.get("reviews_per_s") or float("nan"), float("nan"), f"{tfidf['params_total'] / 1e6:.2f}M",
@@ -103,7 +118,8 @@ def main() -> None:
              f"Split: {cfg['dataset']['data']}, fraction {cfg['dataset']['fraction']}, split seed {cfg['dataset']['split_seed']} "
              f"({len(data.split['train'])} train / {len(data.split['val'])} val / {len(data.split['test'])} test).",
              f"Student options: `{' '.join(student)}`.", "", table(header, rows), "",
-             *(f"- {r[0]}: {r[3] / teacher_rate:.1f}× the teacher's predict rate." for r in rows[1:-1])]  # fmt: skip
+             *(f"- {r[0]}: {r[3] / teacher_rate:.1f}× the teacher's predict rate." for r in rows[1:-1]),
+             f"- {export_note}"]  # fmt: skip
     write_section("distill-f" + str(cfg["dataset"]["fraction"]), "\n".join(lines), DISTILL_MD)
     print("\n".join(lines))
 

@@ -8,7 +8,6 @@ softmax ignores: scaling stored probabilities is exact. T never changes a row's 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 BINS = 15
 
@@ -36,6 +35,8 @@ def brier(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The T in [0.05, 20] that minimises the NLL of `labels` under `scale(probs, T)`."""
+    from scipy.optimize import minimize_scalar  # here: serving applies `scale` and never needs scipy
+
     result = minimize_scalar(lambda log_t: nll(scale(probs, float(np.exp(log_t))), labels),
                              bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-4})  # fmt: skip
     return float(np.exp(result.x))

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from rnnlab.config import DataConfig
 from rnnlab.data.readers import Examples, read_examples
@@ -134,6 +133,8 @@ def _stratified_split(
     idx: np.ndarray, labels: np.ndarray, names: list[str], size: float, option: str, cfg: DataConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split `idx` into (rest, held_out) with `size` of it held out, keeping the class ratio."""
+    from sklearn.model_selection import train_test_split  # imported here: loading a run never needs sklearn
+
     try:
         rest, held_out = train_test_split(idx, test_size=size, stratify=labels[idx], random_state=cfg.split_seed)
     except ValueError:
