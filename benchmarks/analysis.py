@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--run", default=str(ROOT / "runs" / "default"))
     args = parser.parse_args()
     from rnnlab.analyze.report import to_markdown
-    from rnnlab.analyze.run import AnalyzeOptions, analyze_run
+    from rnnlab.analyze.run import analyze_run
+    from rnnlab.config import AnalyzeConfig
 
     use_all_cores()
     run = Path(args.run)
@@ -36,7 +37,7 @@ def main() -> None:
     cases = [("test", None, in_domain), ("rotten_tomatoes", "rotten_tomatoes", out_of_domain)]
     for name, data, sections in cases:
         start = time.perf_counter()
-        report = analyze_run(run, AnalyzeOptions(data=data))
+        report = analyze_run(run, AnalyzeConfig(data=data))
         seconds = time.perf_counter() - start
         out = run / ("analysis" if data is None else f"analysis-{data}")
         prefix = f"analysis-{run.name}-{name}-"

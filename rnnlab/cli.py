@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 
 import tyro
 
-from rnnlab.config import EncoderConfig, HeadName, RunConfig, ServeLimits
+from rnnlab.config import AnalyzeConfig, EncoderConfig, HeadName, RunConfig, ServeLimits
 from rnnlab.errors import UserError
 from rnnlab.presets import expand as expand_presets
 
@@ -88,24 +88,7 @@ class AnalyzeArgs:
     behavioural tests, attributions. Writes RUN/analysis/ (report.md, report.json, report.html, PNGs, CSVs)."""
 
     run: Positional[str]
-    data: str | None = None
-    """CSV, TSV or JSONL file (or packaged dataset) to analyse on (default: the run's test split)."""
-    text_column: str | None = None
-    """Column of --data holding the text (default: the run's --text-column)."""
-    label_column: str | None = None
-    """Column of --data holding the label (default: the run's --label-column)."""
-    label_map: str | None = None
-    """Rename --data's labels to the run's: `negative=0,positive=1`."""
-    device: str = "auto"
-    seed: int = 0
-    """Seed of the behavioural suite and the attribution check."""
-    templates: str | None = None
-    """JSON-lines behavioural suite of your own (any label set; format in rnnlab/analyze/behaviour.py)."""
-    folds: int | None = None
-    """Look for label issues in the run's training split, with this many models cross-fitted on its folds (each
-    trained with the run's config; folds runs go under RUN/analysis-folds/)."""
-    out: str | None = None
-    """Folder for the report (default: RUN/analysis, or RUN/analysis-<data name> with --data)."""
+    options: tyro.conf.OmitArgPrefixes[AnalyzeConfig] = field(default_factory=AnalyzeConfig)
 
 
 @dataclass
@@ -254,14 +237,9 @@ def _export(args: ExportArgs) -> None:
 
 
 def _analyze(args: AnalyzeArgs) -> None:
-    from rnnlab.analyze.run import AnalyzeOptions, analyze_run
+    from rnnlab.analyze.run import analyze_run
 
-    if args.data is None and (args.text_column or args.label_column or args.label_map):
-        raise UserError("--text-column, --label-column and --label-map describe --data; pass --data too")
-    options = AnalyzeOptions(data=args.data, text_column=args.text_column, label_column=args.label_column,
-                             label_map=args.label_map, device=args.device, seed=args.seed,
-                             templates=args.templates, folds=args.folds, out=Path(args.out) if args.out else None)  # fmt: skip
-    analyze_run(Path(args.run), options)
+    analyze_run(Path(args.run), args.options)
 
 
 def _serve(args: ServeArgs) -> None:

@@ -261,3 +261,31 @@ class ServeLimits:
     """Texts waiting for the model before new requests get 429."""
     timeout_s: float = 30.0
     """A request still unanswered after this long gets 504."""
+
+
+@dataclass
+class AnalyzeConfig:
+    """What `rnnlab analyze` looks at and how."""
+
+    data: str | None = None
+    """CSV, TSV or JSONL file (or packaged dataset) to analyse on (default: the run's test split)."""
+    text_column: str | None = None
+    """Column of --data holding the text (default: the run's --text-column)."""
+    label_column: str | None = None
+    """Column of --data holding the label (default: the run's --label-column)."""
+    label_map: str | None = None
+    """Rename --data's labels to the run's: `negative=0,positive=1`."""
+    device: str = "auto"
+    seed: int = 0
+    """Seed of the behavioural suite and the attribution check."""
+    templates: str | None = None
+    """JSON-lines behavioural suite of your own (any label set; format in rnnlab/analyze/behaviour.py)."""
+    folds: int | None = None
+    """Look for label issues in the run's training split, with this many models cross-fitted on its folds (each
+    trained with the run's config; fold runs go under RUN/analysis-folds/)."""
+    out: str | None = None
+    """Folder for the report (default: RUN/analysis, or RUN/analysis-<data name> with --data)."""
+
+    def __post_init__(self) -> None:
+        if self.data is None and (self.text_column or self.label_column or self.label_map):
+            raise UserError("--text-column, --label-column and --label-map describe --data; pass --data too")

@@ -13,8 +13,9 @@ from conftest import rnnlab, write_data, write_reviews
 
 from rnnlab.analyze.behaviour import build_suite, run_suite
 from rnnlab.analyze.label_issues import label_issues
-from rnnlab.analyze.run import AnalyzeOptions, analyze_run
+from rnnlab.analyze.run import analyze_run
 from rnnlab.calibration import calibration_errors, fit_temperature, reliability, scale
+from rnnlab.config import AnalyzeConfig
 
 
 def test_ece_and_mce_on_a_hand_computed_case():
@@ -93,7 +94,7 @@ def analysed(accurate_run, tmp_path_factory):
             writer.writerow(
                 [text, ("bad" if label == "pos" else "good") if i in flipped else ("good" if label == "pos" else "bad")]
             )
-    options = AnalyzeOptions(data=str(held_out), text_column="review", label_column="sentiment", label_map="bad=neg,good=pos")
+    options = AnalyzeConfig(data=str(held_out), text_column="review", label_column="sentiment", label_map="bad=neg,good=pos")
     return analyze_run(accurate_run, options), flipped, held_out
 
 
@@ -134,7 +135,7 @@ def test_the_temperature_is_fitted_on_validation_only(analysed, accurate_run, tm
     flipped = tmp_path / "all_flipped.csv"
     with flipped.open("w", newline="") as f:
         csv.writer(f).writerows([rows[0], *([t, "bad" if y == "good" else "good"] for t, y in rows[1:])])
-    other = analyze_run(accurate_run, AnalyzeOptions(data=str(flipped), text_column="review", label_column="sentiment",
+    other = analyze_run(accurate_run, AnalyzeConfig(data=str(flipped), text_column="review", label_column="sentiment",
                                                      label_map="bad=neg,good=pos"))  # fmt: skip
     assert other["calibration"]["temperature"] == report["calibration"]["temperature"] == temperature
     assert other["headline"]["accuracy"] == pytest.approx(1 - report["headline"]["accuracy"])
@@ -181,7 +182,7 @@ def test_folds_find_flipped_labels_in_the_training_split(tmp_path):
             "--max-length", "16", "--epochs", "8", "--batch-size", "16", "--lr", "0.01", "--no-progress", "--no-bf16",
             "--patience", "8", "--run-dir", str(run)]  # fmt: skip
     assert main(args) == 0
-    report = analyze_run(run, AnalyzeOptions(folds=2))
+    report = analyze_run(run, AnalyzeConfig(folds=2))
     assert report["label_issues"]["source"].startswith("the run's training split (2-fold")
     assert all(runs.is_finished(run / "analysis-folds" / f"fold{k}") for k in range(2))
     flipped_texts = {rows[i][0] for i in flipped}
@@ -207,7 +208,7 @@ def test_a_template_file_drives_the_suite_for_any_label_set(accurate_run, tmp_pa
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     tests = load_templates(path, ["the movie was bad", "a dull story"], ["neg", "pos"], seed=0)
     assert [t.kind for t in tests] == ["MFT", "INV", "DIR"] and len(tests[0].cases) == 20 and len(tests[2].cases) == 2
-    report = analyze_run(accurate_run, AnalyzeOptions(templates=str(path), out=tmp_path / "out"))
+    report = analyze_run(accurate_run, AnalyzeConfig(templates=str(path), out=str(tmp_path / "out")))
     assert [t["test"] for t in report["behaviour"]["tests"]] == ["cue words", "filler swap", "+ praise"]
     assert report["behaviour"]["tests"][0]["failure_rate"] <= 0.2  # the model learnt its cue words
 

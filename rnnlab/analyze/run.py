@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from rnnlab.analyze.mistakes import confident_errors, influential_span, most_con
 from rnnlab.analyze.report import headline_line, write_report
 from rnnlab.analyze.slices import slices
 from rnnlab.calibration import brier, calibration_errors, nll, reliability, scale
+from rnnlab.config import AnalyzeConfig
 from rnnlab.metrics import per_class, scores, wilson
 from rnnlab.serve.evaluate import LabelledTexts, labelled_file, run_split
 from rnnlab.serve.explain import gradient_x_input
@@ -31,23 +31,7 @@ from rnnlab.serve.predict import Predictor
 TOP_MISTAKES, TOP_ISSUES, ATTRIBUTION_TEXTS = 20, 30, 100
 
 
-@dataclass
-class AnalyzeOptions:
-    data: str | None = None
-    text_column: str | None = None
-    label_column: str | None = None
-    label_map: str | None = None
-    device: str = "auto"
-    seed: int = 0
-    templates: str | None = None
-    """A JSON-lines behavioural suite (`behaviour.load_templates`), instead of the built-in sentiment one."""
-    folds: int | None = None
-    """Find label issues in the run's training split with this many cross-fitted models (else in the analysed texts)."""
-    out: Path | None = None
-    """Default: RUN/analysis for the test split, RUN/analysis-<data name> for --data."""
-
-
-def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
+def analyze_run(run: Path, options: AnalyzeConfig) -> dict:
     """Write RUN/analysis/ and RUN/calibration.json; returns the report."""
     start = time.perf_counter()
     runs.require_finished(run)
@@ -70,14 +54,15 @@ def analyze_run(run: Path, options: AnalyzeOptions) -> dict:
     issues, issue_rows = _issues(run, options, target, probs, names)
     report |= {"mistakes": mistakes, "label_issues": issues, "behaviour": _behaviour(run, predictor, target, options),
                "attribution": _faithfulness(predictor, ids, options.seed), "seconds": time.perf_counter() - start}  # fmt: skip
-    out = options.out or run / (runs.ANALYSIS if options.data is None else f"{runs.ANALYSIS}-{Path(options.data).stem}")
+    default = runs.ANALYSIS if options.data is None else f"{runs.ANALYSIS}-{Path(options.data).stem}"
+    out = Path(options.out) if options.out else run / default
     write_report(out, report, mistakes_rows=mistake_rows, issue_rows=issue_rows)
     print(headline_line(report))
     print(f"wrote {out / 'report.md'} (and report.json, report.html, PNGs, CSVs)")
     return report
 
 
-def _target(run: Path, options: AnalyzeOptions) -> LabelledTexts:
+def _target(run: Path, options: AnalyzeConfig) -> LabelledTexts:
     """What is analysed: the run's test split, or --data with its columns and label map."""
     if options.data is None:
         return run_split(run, "test")
@@ -85,7 +70,7 @@ def _target(run: Path, options: AnalyzeOptions) -> LabelledTexts:
                          label_map=options.label_map)  # fmt: skip
 
 
-def _issues(run: Path, options: AnalyzeOptions, target: LabelledTexts, probs, names) -> tuple[dict, list[dict]]:
+def _issues(run: Path, options: AnalyzeConfig, target: LabelledTexts, probs, names) -> tuple[dict, list[dict]]:
     """Label issues in the run's training split (cross-fitted with --folds) or in the analysed texts."""
     if options.folds:
         train, train_probs = crossfit(run, options.folds, device=options.device, seed=options.seed)
@@ -165,7 +150,7 @@ def _label_issues(target: LabelledTexts, probs, names, source: str) -> tuple[dic
     return {"source": source, "candidates": len(rows), "share": len(rows) / max(len(target.labels), 1), "top": top}, rows
 
 
-def _behaviour(run: Path, predictor: Predictor, target: LabelledTexts, options: AnalyzeOptions) -> dict:
+def _behaviour(run: Path, predictor: Predictor, target: LabelledTexts, options: AnalyzeConfig) -> dict:
     names = predictor.label_names
     if options.templates:
         tests = load_templates(Path(options.templates), target.texts, names, seed=options.seed)
