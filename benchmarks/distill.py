@@ -110,7 +110,7 @@ def main() -> None:
     export_note = _int8_check(contenders[-1][1], data)
     tfidf = json.loads((out / "tfidf" / "results.json").read_text())
     rows.append(["TF-IDF + logistic regression", 100 * tfidf["test_accuracy"], 100 * tfidf["test_macro_f1"],
-                 tfidf.get("reviews_per_s") or float("nan"), float("nan"), f"{tfidf['params_total'] / 1e6:.2f}M",
+                 tfidf.get("reviews_per_s") or "–", "–", f"{tfidf['params_total'] / 1e6:.2f}M",
                  tfidf["train_seconds"]])  # fmt: skip
     header = ["model", "accuracy %", "macro-F1 %", "predict reviews/s", "weights MB on disk", "params", "train s"]
     teacher_rate = rows[0][3]
