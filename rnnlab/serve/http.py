@@ -164,9 +164,11 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         state.metrics.queue.set(state.batcher.depth if state.batcher else 0)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    html = importlib.resources.files("rnnlab.serve").joinpath("page.html").read_text(encoding="utf-8")  # read once
+
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return importlib.resources.files("rnnlab.serve").joinpath("page.html").read_text(encoding="utf-8")
+        return html
 
 
 def _require_ready(state: _State) -> Loaded:
