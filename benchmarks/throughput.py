@@ -132,7 +132,7 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
             def step(chunk, forward=forward, opt=opt, sched=sched):  # chunk: a list of batches
                 stream = batch_stream(inputs, chunk, 0, Dist(), workers=0)
                 train_epoch(forward, stream, Optimization(opt, sched, prec, Dist(), 1.0, cross_entropy(y)), TrainState(),
-                            vectors=inputs.store is not None)
+                            cached=inputs.store is not None)
                 sync(device)
 
             trainers[name], meters[name] = (step, batches[batch]), Meter(name)

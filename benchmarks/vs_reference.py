@@ -154,7 +154,7 @@ class Rnnlab:
         stream = batch_stream(self.train_inputs, batches, 0, Dist(), workers=0)
         clip = self.cfg.train.clip_norm
         opt = Optimization(self.optimizer, self.scheduler, self.prec, Dist(), clip, cross_entropy(self.labels))
-        train_epoch(self.model, stream, opt, TrainState(), vectors=self.train_inputs.store is not None)
+        train_epoch(self.model, stream, opt, TrainState(), cached=self.train_inputs.store is not None)
 
     def predict(self, indices: list[int]) -> np.ndarray:
         return predict_probs(self.model, self.eval_inputs, indices, self.prec, batch_size=64).argmax(1)

@@ -55,6 +55,12 @@ class EncoderConfig:
     finetune: bool = True
     """Train the encoder too (the measured best default, docs/results.md); --no-finetune keeps it frozen,
     runs it once per text and caches its features on disk."""
+    finetune_layers: int = 0
+    """With --finetune, train only the top K transformer layers: the layers below run once per text into the feature
+    cache and every step runs just the top K (0: the whole encoder trains)."""
+    layer_mix: int = 0
+    """With --no-finetune, learn a softmax-weighted mix of the last N hidden states (embeddings included), cached
+    side by side (0: the last hidden state alone)."""
     embedding_dim: int = 128
     """Width of the `scratch` embedding table."""
     vocab_size: int = 20000
@@ -69,6 +75,8 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         if self.max_length < 8:
             raise UserError(f"--max-length must be at least 8, got {self.max_length}")
+        if self.finetune_layers < 0 or self.layer_mix < 0:
+            raise UserError("--finetune-layers and --layer-mix must be 0 or more")
 
 
 @dataclass
@@ -166,6 +174,12 @@ class RunConfig:
         if self.model.impl == "scratch" and self.model.head not in RECURRENT_HEADS:
             raise UserError(f"--impl scratch runs recurrent heads on rnnlab.cells; --head {self.model.head} has no "
                             f"recurrent cells (recurrent heads: {', '.join(RECURRENT_HEADS)})")  # fmt: skip
+        enc = self.encoder
+        if enc.finetune_layers and not enc.finetune:
+            raise UserError(f"--finetune-layers {enc.finetune_layers} trains the top layers; it cannot be combined with "
+                            "--no-finetune")  # fmt: skip
+        if enc.layer_mix and enc.finetune:
+            raise UserError(f"--layer-mix {enc.layer_mix} mixes a frozen encoder's layers; add --no-finetune")
         if self.encoder.encoder == "scratch" and not self.encoder.finetune:
             raise UserError("--encoder scratch learns its embeddings during training; --no-finetune would leave them random")
 

@@ -23,10 +23,14 @@ class TextClassifier(nn.Module):
         self.head = head
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(head.out_dim, num_classes))
 
-    def forward(self, inputs: torch.Tensor, mask: torch.Tensor, *, vectors: bool = False) -> torch.Tensor:
-        """`inputs` are token ids [B, T], or with `vectors` the encoder's token vectors [B, T, D] (a frozen
-        encoder's cache, or vectors an attribution differentiates against); returns logits [B, C]."""
-        x = inputs if vectors else self.encoder(inputs, mask)  # [B, T, D]
+    def forward(self, inputs: torch.Tensor, mask: torch.Tensor, *, cached: bool = False, vectors: bool = False) -> torch.Tensor:
+        """`inputs` are token ids [B, T]; with `cached`, rows of the encoder's trunk from the feature cache
+        [B, T, trunk_dim]; with `vectors`, the encoder's token vectors [B, T, D] (what an attribution
+        differentiates against). Returns logits [B, C]."""
+        if vectors:
+            x = inputs
+        else:
+            x = self.encoder.from_trunk(inputs, mask) if cached else self.encoder(inputs, mask)  # [B, T, D]
         return self.classifier(self.head(x, mask))  # [B, C]
 
 
@@ -54,10 +58,10 @@ def load_trained(run_dir: Path) -> tuple[TextClassifier, list[str]]:
 
 
 def saved_state(model: TextClassifier) -> dict[str, torch.Tensor]:
-    """The weights a run folder stores: all but a frozen pretrained encoder, which is rebuilt from its reference."""
+    """The weights a run folder stores: all but the encoder's frozen pretrained ones, rebuilt from their source."""
     state = model.state_dict()
-    if not model.encoder.trainable:
-        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+    rebuilt = model.encoder.rebuilt_from_source
+    state = {k: v for k, v in state.items() if not (k.startswith("encoder.") and rebuilt(k.removeprefix("encoder.")))}
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 

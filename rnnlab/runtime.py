@@ -49,7 +49,7 @@ class Precision:
 
 
 class Inputs:
-    """Texts as the model consumes them: token ids, or the cached token vectors of a frozen encoder."""
+    """Texts as the model consumes them: token ids, or the cached rows of the encoder's frozen trunk."""
 
     def __init__(self, token_ids: Sequence[Sequence[int]], pad_id: int, store=None) -> None:
         self.token_ids, self.pad_id, self.store = token_ids, pad_id, store
@@ -63,7 +63,7 @@ class Inputs:
     def logits(self, model: nn.Module, indices: Sequence[int], device: torch.device) -> torch.Tensor:
         """The model's logits [B, C] for one batch; the caller sets grad mode and autocast."""
         x, mask = self.batch(indices)
-        return model(x.to(device), mask.to(device), vectors=self.store is not None)
+        return model(x.to(device), mask.to(device), cached=self.store is not None)
 
 
 def by_length(lengths: np.ndarray, batch_size: int, probs_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

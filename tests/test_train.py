@@ -54,7 +54,7 @@ def test_no_softmax_before_the_loss(monkeypatch):
     opt = Optimization(optimizer, scheduler, Precision(torch.device("cpu"), None), Dist(), 1.0,
                        cross_entropy(torch.tensor([0, 1, 0])))  # fmt: skip
     state = TrainState()
-    train_epoch(model, stream, opt, state, vectors=False)
+    train_epoch(model, stream, opt, state, cached=False)
     assert state.step == 1 and state.seen == 3 and state.loss_sum > 0
 
 

@@ -21,13 +21,17 @@ _VECTOR_SUFFIXES = (".txt", ".vec", ".gz")
 def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None) -> Encoder:
     """`minilm`, `glove`, `scratch` (trained on `train_texts`), a word-vector file, or a Hugging Face name/folder."""
     name, cut = cfg.encoder, {"max_length": cfg.max_length, "truncation": cfg.truncation}
+    split = {"finetune_layers": cfg.finetune_layers, "layer_mix": cfg.layer_mix}
+    is_words = name in ("scratch", "glove") or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES)
+    if is_words and any(split.values()):
+        raise UserError(f"--finetune-layers and --layer-mix split a transformer's layers; --encoder {name} has none")
     if name == "scratch":
         if train_texts is None:
             raise ValueError("the scratch encoder learns its vocabulary from train_texts")
         return ScratchEncoder.train_on(train_texts, vocab_size=cfg.vocab_size, embedding_dim=cfg.embedding_dim, **cut)
     if name == "glove" or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES):
         return WordVectorEncoder(name, finetune=cfg.finetune, **cut)
-    return TransformerEncoder(name, finetune=cfg.finetune, **cut)
+    return TransformerEncoder(name, finetune=cfg.finetune, **cut, **split)
 
 
 def load_encoder(run_dir: Path) -> Encoder:

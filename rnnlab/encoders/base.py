@@ -46,6 +46,25 @@ class Encoder(nn.Module):
         """ids `[B, T]` long, mask `[B, T]` bool → `[B, T, D]` float."""
         raise NotImplementedError
 
+    @property
+    def trunk_dim(self) -> int:
+        """Width of a token's row in the feature cache (see `trunk`)."""
+        return self.dim
+
+    def trunk(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The frozen part's output, which the feature cache stores: `[B, T, trunk_dim]`; `from_trunk` finishes it,
+        so that `forward(ids) == from_trunk(trunk(ids))`. The whole encoder unless a subclass splits it."""
+        return self(ids, mask)
+
+    def from_trunk(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Cached trunk rows `[B, T, trunk_dim]` → token vectors `[B, T, D]`: what runs, and trains, every step."""
+        return h
+
+    def rebuilt_from_source(self, key: str) -> bool:
+        """True for a state_dict key (relative to the encoder) that `load_encoder` re-reads from the encoder's
+        source, so that a run folder does not store it: every key of a frozen encoder, none of a trained one."""
+        return not self.trainable
+
     def token_strings(self, ids: list[int]) -> list[str]:
         """The tokens behind `ids`, for plots that label time steps."""
         raise NotImplementedError
@@ -60,8 +79,8 @@ class Encoder(nn.Module):
 
     @property
     def cacheable(self) -> bool:
-        """A frozen pretrained transformer runs once per text into the feature cache; word-vector lookups are
-        cheaper than reading a cache, and a trainable encoder must run every step."""
+        """A frozen pretrained transformer's trunk runs once per text into the feature cache; word-vector lookups
+        are cheaper than reading a cache, and a wholly trainable encoder must run every step."""
         return self.pretrained and not self.trainable
 
     def cache_key(self) -> str:

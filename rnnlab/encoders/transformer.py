@@ -17,6 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from rnnlab.encoders.base import Encoder, check_fingerprint, fingerprint, hf_offline, truncate
+from rnnlab.encoders.mix import ScalarMix
 from rnnlab.errors import UserError
 
 # Files whose content decides the features: weights, model config, tokenizer vocabularies and settings.
@@ -30,14 +31,31 @@ def packaged_minilm_path() -> str:
 
 
 class TransformerEncoder(Encoder):
-    def __init__(self, name: str, *, max_length: int, truncation: str, finetune: bool = False) -> None:
+    """A Hugging Face encoder, trained whole (`finetune`), frozen, or split into a frozen trunk and a trained top.
+
+    - `finetune_layers=K` (with `finetune`): the top K layers train; the embeddings and the layers below run once
+      per text into the feature cache, which then holds hidden state L−K.
+    - `layer_mix=N` (frozen): the cache holds the last N hidden states side by side and a `ScalarMix` learns how
+      to weigh them.
+    """
+
+    def __init__(
+        self, name: str, *, max_length: int, truncation: str, finetune: bool = False, finetune_layers: int = 0,
+        layer_mix: int = 0,
+    ) -> None:  # fmt: skip
         super().__init__()
         self.name = name
         source = packaged_minilm_path() if name == "minilm" else name
         hf_tokenizer, self.model, self.folder = _load_pretrained(source, name)
-        self.model.requires_grad_(finetune)
         self.trainable, self.pretrained = finetune, True
         self.dim = int(getattr(self.model.config, "hidden_size", None) or self.model.config.d_model)
+        _check_split(self.model.config, finetune_layers, layer_mix)
+        self.finetune_layers, self.layer_mix = finetune_layers, layer_mix
+        self.layers = _layer_list(self.model, name) if finetune_layers else None
+        self.mix = ScalarMix(layer_mix, self.dim) if layer_mix else None
+        self.model.requires_grad_(finetune and not finetune_layers)
+        if self.layers is not None:
+            self.layers[-finetune_layers:].requires_grad_(True)
         self.pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
         self.max_length = min(max_length, *_position_limits(hf_tokenizer, self.model.config))
         self.truncation = truncation
@@ -57,9 +75,57 @@ class TransformerEncoder(Encoder):
         return ids, [len(e.ids) + special for e in encodings]
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.layers is not None or self.mix is not None:
+            return self.from_trunk(self.trunk(ids, mask), mask)
         # No autograd graph for a frozen encoder even when it runs inside a training step.
         with torch.set_grad_enabled(self.trainable and torch.is_grad_enabled()):
             return self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state  # [B, T, D]
+
+    @property
+    def cacheable(self) -> bool:
+        return not self.trainable or self.layers is not None
+
+    @property
+    def trunk_dim(self) -> int:
+        return self.dim * (self.layer_mix or 1)
+
+    @torch.no_grad()
+    def trunk(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.mix is not None:
+            hidden = self.model(input_ids=ids, attention_mask=mask.long(), output_hidden_states=True).hidden_states
+            return torch.cat(hidden[-self.layer_mix :], dim=-1)  # [B, T, N*D]
+        if self.layers is None:
+            return self(ids, mask)
+        h = self.model.embeddings(input_ids=ids)  # [B, T, D]
+        return _run_layers(self.layers[: -self.finetune_layers], h, self._attention_mask(h, mask))
+
+    def from_trunk(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.mix is not None:
+            return self.mix(h)
+        if self.layers is None:
+            return h
+        return _run_layers(self.layers[-self.finetune_layers :], h, self._attention_mask(h, mask))
+
+    def _attention_mask(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """The mask in the form the model's own layers take (it depends on the attention kernel), built as
+        the model builds it."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        return create_bidirectional_mask(config=self.model.config, inputs_embeds=h, attention_mask=mask.long())
+
+    def train(self, mode: bool = True) -> TransformerEncoder:
+        super().train(mode)
+        if self.layers is not None:
+            # The trunk is frozen: no dropout there, so that features computed inside a step equal cached ones.
+            self.model.embeddings.train(False)
+            self.layers[: -self.finetune_layers].train(False)
+        return self
+
+    def rebuilt_from_source(self, key: str) -> bool:
+        if self.layers is not None:
+            top = range(len(self.layers) - self.finetune_layers, len(self.layers))
+            return not key.startswith(tuple(f"model.encoder.layer.{i}." for i in top))
+        return key.startswith("model.") and not self.trainable
 
     def token_strings(self, ids: list[int]) -> list[str]:
         return [self.backend.id_to_token(i) or "?" for i in ids]
@@ -73,6 +139,8 @@ class TransformerEncoder(Encoder):
             "kind": "transformer",
             "name": str(Path(self.name).resolve()) if local else self.name,
             "finetune": self.trainable,
+            "finetune_layers": self.finetune_layers,
+            "layer_mix": self.layer_mix,
             "max_length": self.max_length,
             "truncation": self.truncation,
             "dim": self.dim,
@@ -82,10 +150,38 @@ class TransformerEncoder(Encoder):
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TransformerEncoder:
-        encoder = cls(spec["name"], max_length=spec["max_length"], truncation=spec["truncation"], finetune=spec["finetune"])
-        if not spec["finetune"]:  # fine-tuned weights come from the run's checkpoint instead
+        encoder = cls(spec["name"], max_length=spec["max_length"], truncation=spec["truncation"], finetune=spec["finetune"],
+                      finetune_layers=spec.get("finetune_layers", 0), layer_mix=spec.get("layer_mix", 0))  # fmt: skip
+        if not spec["finetune"] or encoder.layers is not None:  # fine-tuned weights come from the run's checkpoint
             check_fingerprint(spec, encoder.fingerprint, f"encoder {spec['name']!r}")
         return encoder
+
+
+def _layer_list(model: torch.nn.Module, name: str) -> torch.nn.ModuleList:
+    """The stack of transformer layers of a BERT-style model (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM)."""
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList) or not hasattr(model, "embeddings"):
+        raise UserError(f"--finetune-layers needs a BERT-style encoder (embeddings + encoder.layer); {name!r} is a "
+                        f"{type(model).__name__}: fine-tune it whole (--finetune) or freeze it (--no-finetune)")  # fmt: skip
+    return layers
+
+
+def _run_layers(layers: torch.nn.ModuleList, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    for layer in layers:
+        h = layer(h, mask)
+    return h  # [B, T, D]
+
+
+def _check_split(config: Any, finetune_layers: int, layer_mix: int) -> None:
+    """K trained layers leave at least one frozen; N mixed hidden states are at most the layers + the embeddings."""
+    depth = getattr(config, "num_hidden_layers", None)
+    if depth is None:
+        return  # _layer_list refuses --finetune-layers on such a model; hidden_states bounds --layer-mix
+    if not 0 <= finetune_layers < depth:
+        raise UserError(f"--finetune-layers {finetune_layers}: this encoder has {depth} layers; choose 1 to {depth - 1}"
+                        " (all of them is --finetune without --finetune-layers)")  # fmt: skip
+    if not 0 <= layer_mix <= depth + 1 or layer_mix == 1:
+        raise UserError(f"--layer-mix {layer_mix}: this encoder has {depth} layers and the embeddings; choose 2 to {depth + 1}")
 
 
 def _load_pretrained(source: str, name: str) -> tuple[Any, torch.nn.Module, Path]:

@@ -94,7 +94,7 @@ def encode_cached(
     exactly once, cache hit or not, so no rank can wait for a barrier another one skipped.
     The encoder is moved to `device`.
     """
-    assert not encoder.trainable, "only a frozen encoder's features can be cached"
+    assert encoder.cacheable or not encoder.trainable, "only a frozen trunk's features can be cached"
     assert len(texts) == len(token_ids) > 0, "one token-id list per text, at least one text"
     if world_size > 1 and barrier is None:
         raise ValueError("encode_cached with world_size > 1 needs a barrier")
@@ -138,7 +138,7 @@ def _write_store(tmp: Path, encoder, token_ids, batch_size: int, device, dtype, 
     lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     np.save(tmp / OFFSETS, offsets)
-    vectors = _create_array(tmp / VECTORS, (int(offsets[-1]), encoder.dim))
+    vectors = _create_array(tmp / VECTORS, (int(offsets[-1]), encoder.trunk_dim))
     # Longest texts first: batches of similar lengths pad little, and an out-of-memory shows at once.
     order = np.argsort(-lengths, kind="stable")
     with tqdm(total=len(order), unit="text", desc="encoding features", disable=not progress) as bar:
@@ -151,7 +151,7 @@ def _write_store(tmp: Path, encoder, token_ids, batch_size: int, device, dtype, 
     vectors.flush()
     del vectors
     _fsync(tmp / VECTORS)
-    meta = {"texts": len(lengths), "tokens": int(offsets[-1]), "dim": encoder.dim, "dtype": "float16"}
+    meta = {"texts": len(lengths), "tokens": int(offsets[-1]), "dim": encoder.trunk_dim, "dtype": "float16"}
     (tmp / DONE).write_text(json.dumps({**meta, "encoder": encoder.spec()}, indent=2), encoding="utf-8")
     _fsync(tmp / DONE)
 
@@ -165,7 +165,7 @@ def _encode_batch(encoder: Encoder, batch: list[list[int]], device: torch.device
     mask = torch.arange(ids.shape[1]) < lengths[:, None]  # [B, T]
     ids, mask = ids.to(device), mask.to(device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-        out = encoder(ids, mask)  # [B, T, D]
+        out = encoder.trunk(ids, mask)  # [B, T, trunk_dim]
     # Clamp so that a rare large activation becomes fp16's maximum rather than inf.
     return out.float().clamp_(-_FP16_MAX, _FP16_MAX).cpu().numpy().astype(np.float16)
 

@@ -142,7 +142,7 @@ def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
 
 
 def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist) -> Inputs:
-    """Token ids for a trainable encoder; for a frozen transformer, its cached token vectors."""
+    """Token ids for a trainable encoder; for a frozen (or partly frozen) transformer, its trunk's cached rows."""
     from rnnlab.training.features import default_cache_dir, encode_cached
 
     token_ids = encoder.tokenize(data.texts)
@@ -183,7 +183,7 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
     opt = Optimization(optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, s.loss_fn)
     stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers)
     checkpoint = lambda: _save_checkpoint(s, state, optimizer, scheduler)  # noqa: E731
-    train_epoch(ddp, stream, opt, state, vectors=s.inputs.store is not None, progress=bar, max_steps=cfg.max_steps,
+    train_epoch(ddp, stream, opt, state, cached=s.inputs.store is not None, progress=bar, max_steps=cfg.max_steps,
                 checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every)  # fmt: skip
     bar.close()
 

@@ -96,20 +96,20 @@ def train_epoch(
     opt: Optimization,
     state: TrainState,
     *,
-    vectors: bool,
+    cached: bool,
     checkpoint: Callable[[], None] | None = None,
     checkpoint_every: int = 0,
     max_steps: int | None = None,
     progress: tqdm | None = None,
 ) -> None:
-    """Train on `stream` (from `batch_stream`) to the end of the epoch or `max_steps`. `vectors`: the stream carries
-    a frozen encoder's cached token vectors instead of token ids."""
+    """Train on `stream` (from `batch_stream`) to the end of the epoch or `max_steps`. `cached`: the stream carries
+    rows of the encoder's frozen trunk from the feature cache instead of token ids."""
     scaler = torch.amp.GradScaler(enabled=opt.prec.dtype == torch.float16)
     model.train()
     clock = time.perf_counter()
     for position, batch, idx, x, mask in stream:
         # forward, backward, step
-        loss, n = _step(model, (batch, idx, x, mask), opt, scaler=scaler, vectors=vectors)
+        loss, n = _step(model, (batch, idx, x, mask), opt, scaler=scaler, cached=cached)
         # bookkeeping
         now = time.perf_counter()
         state.record_step(position, loss, n, now - clock)
@@ -127,7 +127,7 @@ def train_epoch(
             break
 
 
-def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, vectors: bool) -> tuple[float, int]:
+def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, cached: bool) -> tuple[float, int]:
     """One optimizer step; returns this rank's summed loss and its example count.
 
     The loss is the local sum divided by the global batch size, times world size because DDP averages
@@ -137,7 +137,7 @@ def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, vectors: 
     batch, idx, x, mask = item  # the global batch, this rank's share of it, and that share's inputs
     weight = opt.dist.world_size / len(batch) if idx else 0.0
     with opt.prec.autocast():
-        logits = model(x.to(opt.prec.device), mask.to(opt.prec.device), vectors=vectors)  # [B, C]
+        logits = model(x.to(opt.prec.device), mask.to(opt.prec.device), cached=cached)  # [B, C]
     loss_sum = opt.loss_fn(logits, list(idx or batch[:1]))
     scaler.scale(loss_sum * weight).backward()
     if opt.clip_norm:
