@@ -52,7 +52,8 @@ def weights_mb(run: Path) -> float:
 def _int8_check(run: Path, data) -> str:
     """Accuracy of the last student's ONNX int8 graph against its PyTorch weights, on the test split."""
 
-    from rnnlab.serve.onnx import OnnxPredictor, export_onnx
+    from rnnlab.serve.onnx import export_onnx
+    from rnnlab.serve.onnx_engine import OnnxPredictor
 
     export_onnx(run, quantize=True)
     test = data.split["test"]

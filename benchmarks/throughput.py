@@ -173,7 +173,7 @@ def test_reviews(run: Path) -> tuple[list[str], list[str]]:
 
 def predict_modes(run: Path, device: torch.device, limit: int | None, turn: int) -> list[list]:
     """Reviews/s from raw text to labels and test accuracy, per inference mode, alternating turns of `turn` reviews."""
-    from rnnlab.serve.onnx import OnnxPredictor
+    from rnnlab.serve.onnx_engine import OnnxPredictor
     from rnnlab.serve.predict import Predictor
 
     texts, truth = test_reviews(run)

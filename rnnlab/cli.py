@@ -184,14 +184,10 @@ def _evaluate(args: EvaluateArgs) -> None:
 
 
 def _predict(args: PredictArgs) -> None:
-    if args.engine == "onnx":
-        from rnnlab.serve.onnx import OnnxPredictor
+    import rnnlab
 
-        predictor = OnnxPredictor(Path(args.run), quantized=args.quantize, calibrated=not args.uncalibrated)
-    else:
-        import rnnlab
-
-        predictor = rnnlab.load(args.run, device=args.device, bf16=args.bf16, calibrated=not args.uncalibrated)
+    predictor = rnnlab.load(args.run, device=args.device, bf16=args.bf16, calibrated=not args.uncalibrated,
+                            engine=args.engine, quantized=args.quantize)  # fmt: skip
     predictor.batch_size = args.batch_size
     rows = predictor.stream(_texts(args))
     if args.progress and args.file not in (None, "-"):  # a progress bar on stderr (a terminal only), so stdout stays the labels

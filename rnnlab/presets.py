@@ -20,6 +20,12 @@ PRESETS: dict[str, list[str]] = {
     "finetune-bilstm-512": ["--finetune", "--head", "bilstm", "--epochs", "3", "--max-length", "512"],
     "finetune-fnn": ["--finetune", "--head", "fnn", "--epochs", "3"],
     "finetune-gru": ["--finetune", "--head", "gru", "--epochs", "3"],
+    "top1-bilstm": ["--finetune", "--finetune-layers", "1", "--head", "bilstm", "--epochs", "3"],
+    "top2-bilstm": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "3"],
+    "top3-bilstm": ["--finetune", "--finetune-layers", "3", "--head", "bilstm", "--epochs", "3"],
+    "top2-bilstm-4ep": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "4"],
+    "frozen-mix4-bilstm": ["--no-finetune", "--layer-mix", "4", "--head", "bilstm", "--epochs", "6"],
+    "frozen-mix7-bilstm": ["--no-finetune", "--layer-mix", "7", "--head", "bilstm", "--epochs", "6"],
 }
 
 

@@ -20,6 +20,7 @@ from rnnlab.errors import UserError
 CONFIG, SPLIT, LABELS, METRICS, RESULTS = "config.json", "split.json", "labels.json", "metrics.jsonl", "results.json"
 WEIGHTS, CHECKPOINT, PREDICTIONS, LOG = "model.safetensors", "checkpoint.safetensors", "predictions.jsonl", "log.txt"
 CURVES, CALIBRATION, ANALYSIS, CHECKS = "curves.png", "calibration.json", "analysis", "checks.json"
+ENCODER, TOKENIZER = "encoder.json", "tokenizer.json"  # how to rebuild the encoder; a subword encoder's tokenizer
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

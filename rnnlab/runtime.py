@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from rnnlab.data.batching import collate
+from rnnlab.padding import by_length
 
 
 def configure_math() -> None:
@@ -64,20 +65,6 @@ class Inputs:
         """The model's logits [B, C] for one batch; the caller sets grad mode and autocast."""
         x, mask = self.batch(indices)
         return model(x.to(device), mask.to(device), cached=self.store is not None)
-
-
-def by_length(lengths: np.ndarray, batch_size: int, probs_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Class probabilities [N, C] in the original order, computed by `probs_of(positions)` on batches of similar
-    length (little padding): the one inference loop of the torch and ONNX engines."""
-    order = np.argsort(lengths, kind="stable")
-    out: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        probs = probs_of(chunk)
-        if out is None:
-            out = np.zeros((len(order), probs.shape[1]), dtype=np.float32)
-        out[chunk] = probs
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 @torch.inference_mode()

@@ -12,8 +12,8 @@ import torch
 
 from rnnlab.config import EncoderConfig
 from rnnlab.encoders import Encoder, build_encoder, load_encoder
-from rnnlab.encoders.base import truncate
 from rnnlab.errors import UserError
+from rnnlab.subword import truncate
 
 CLS, SEP = 2, 3
 LETTERS = list(string.ascii_lowercase)

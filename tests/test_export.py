@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,8 +15,10 @@ import torch
 from rnnlab import runs  # noqa: E402
 from rnnlab.cli import main  # noqa: E402
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, TrainConfig  # noqa: E402
-from rnnlab.serve.onnx import INT8_NAME, ONNX_NAME, OnnxPredictor, _batch, export_onnx  # noqa: E402
+from rnnlab.serve.onnx import _batch, export_onnx  # noqa: E402
+from rnnlab.serve.onnx_engine import INT8_NAME, ONNX_NAME, OnnxPredictor  # noqa: E402
 from rnnlab.serve.predict import Predictor  # noqa: E402
+from rnnlab.subword import SubwordTokenizer  # noqa: E402
 
 GOOD = "great wonderful superb moving brilliant fine".split()
 BAD = "awful boring dull terrible poor weak".split()
@@ -85,17 +89,36 @@ def test_other_heads_export_matches_pytorch(data_file, tmp_path, head):
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
 
 
-def test_bert_encoder_exports_with_fused_attention_and_matches_pytorch(data_file, tmp_path, tiny_bert):
+@pytest.fixture(scope="module")
+def bert_run(data_file, tmp_path_factory, tiny_bert):
+    encoder = EncoderConfig(encoder=str(tiny_bert), finetune=True)
+    run = _train(data_file, tmp_path_factory.mktemp("runs") / "bert", "bilstm", encoder=encoder)
+    export_onnx(run, quantize=True)
+    return run
+
+
+def test_bert_encoder_exports_with_fused_attention_and_matches_pytorch(bert_run):
     import onnx
 
-    run = _train(data_file, tmp_path / "bert", "bilstm", encoder=EncoderConfig(encoder=str(tiny_bert), finetune=True))
-    export_onnx(run, quantize=True)
+    run = bert_run
     ops = {node.op_type for node in onnx.load(str(run / ONNX_NAME)).graph.node}
     assert {"Attention", "SkipLayerNormalization"} <= ops  # onnxruntime's fused transformer ops
     onnx_logits, torch_logits = _logits(run)
     np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
     int8_logits, _ = _logits(run, quantized=True)
     np.testing.assert_allclose(int8_logits, torch_logits, atol=0.1)
+
+
+def test_onnx_engine_tokenizes_with_the_saved_tokenizer_and_no_torch(bert_run):
+    engine = OnnxPredictor(bert_run)
+    assert isinstance(engine.encoder, SubwordTokenizer)
+    reference = Predictor.load(bert_run, device="cpu", bf16=False)
+    assert engine.encoder.tokenize(PROBES) == reference.encoder.tokenize(PROBES)
+    np.testing.assert_allclose(engine.predict_proba(PROBES), reference.predict_proba(PROBES), atol=1e-4)
+    probe = ("import sys, rnnlab; p = rnnlab.load(sys.argv[1], engine='onnx'); print(p.predict(['great film'])[0]['label']);"
+             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe, str(bert_run)], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [reference.predict(["great film"])[0]["label"], "[]"]
 
 
 def test_int8_graph_keeps_most_predictions(bilstm_run):

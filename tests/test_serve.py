@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from rnnlab.config import ServeLimits
 from rnnlab.errors import UserError
 from rnnlab.serve.http import Loaded, create_app, load_run
-from rnnlab.serve.predict import Labeller
+from rnnlab.serve.labeller import Labeller
 
 
 class _WordCounter:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from rnnlab.padding import pad_ids
+
 BUCKET_BATCHES = 50
 """Batches per bucket: shuffled indices are sorted by length within chunks of this many batches."""
 
@@ -55,13 +57,8 @@ class LengthBucketSampler:
 
 def collate(token_ids: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad to the longest sequence: ids [B, T] (int64) and mask [B, T] (bool, True = real token)."""
-    assert token_ids, "collate needs at least one sequence"
-    lengths = torch.tensor([len(ids) for ids in token_ids])  # [B]
-    width = max(int(lengths.max()), 1)
-    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)  # [B, T]
-    for row, seq in enumerate(token_ids):
-        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-    return ids, length_mask(lengths, width)
+    ids, lengths = pad_ids(token_ids, pad_id)
+    return torch.from_numpy(ids), length_mask(lengths, ids.shape[1])
 
 
 def length_mask(lengths: torch.Tensor | np.ndarray, width: int) -> torch.Tensor:

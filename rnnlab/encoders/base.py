@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnlab import runs
 from rnnlab.errors import UserError
 
-SPEC_FILE = "encoder.json"
+SPEC_FILE = runs.ENCODER
 
 
 class Encoder(nn.Module):
@@ -95,20 +96,6 @@ class Encoder(nn.Module):
     def save(self, run_dir: Path) -> None:
         """Write what `load_encoder` needs beyond the model's state_dict."""
         Path(run_dir, SPEC_FILE).write_text(json.dumps(self.spec(), indent=2) + "\n", encoding="utf-8")
-
-
-def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
-    """Keep `budget` content tokens: the first ones (`head`) or the first quarter + last three quarters.
-
-    Reviews often end with the verdict, so `head_tail` keeps the end that `head` would cut.
-    """
-    if len(ids) <= budget:
-        return ids
-    if strategy == "head":
-        return ids[:budget]
-    assert strategy == "head_tail", strategy
-    head = budget // 4
-    return ids[:head] + ids[len(ids) - (budget - head) :]
 
 
 def fingerprint(paths: list[Path]) -> str:

@@ -14,11 +14,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-from tokenizers import Tokenizer
 
-from rnnlab.encoders.base import Encoder, check_fingerprint, fingerprint, hf_offline, truncate
+from rnnlab import runs
+from rnnlab.encoders.base import Encoder, check_fingerprint, fingerprint, hf_offline
 from rnnlab.encoders.mix import ScalarMix
 from rnnlab.errors import UserError
+from rnnlab.subword import SubwordTokenizer
 
 # Files whose content decides the features: weights, model config, tokenizer vocabularies and settings.
 _FINGERPRINT_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
@@ -59,20 +60,13 @@ class TransformerEncoder(Encoder):
         self.pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
         self.max_length = min(max_length, *_position_limits(hf_tokenizer, self.model.config))
         self.truncation = truncation
-        # The backend tokenizer is copied without its stored padding/truncation (MiniLM's file pads
-        # to 128): we tokenize whole texts, then cut ourselves so that head_tail sees the real tail.
-        self.backend = Tokenizer.from_str(hf_tokenizer.backend_tokenizer.to_str())
-        self.backend.no_padding()
-        self.backend.no_truncation()
-        self.prefix, self.suffix = _special_tokens(self.backend)
+        self.tokenizer = SubwordTokenizer(hf_tokenizer.backend_tokenizer, max_length=self.max_length,
+                                          truncation=truncation, pad_id=self.pad_id)  # fmt: skip
         self.fingerprint = fingerprint([p for p in self.folder.iterdir() if p.suffix in _FINGERPRINT_SUFFIXES])
         self.train(False)
 
     def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
-        special = len(self.prefix) + len(self.suffix)
-        encodings = self.backend.encode_batch_fast(list(texts), add_special_tokens=False)
-        ids = [self.prefix + truncate(e.ids, self.max_length - special, self.truncation) + self.suffix for e in encodings]
-        return ids, [len(e.ids) + special for e in encodings]
+        return self.tokenizer.tokenize_counted(texts)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.layers is not None or self.mix is not None:
@@ -128,10 +122,14 @@ class TransformerEncoder(Encoder):
         return key.startswith("model.") and not self.trainable
 
     def token_strings(self, ids: list[int]) -> list[str]:
-        return [self.backend.id_to_token(i) or "?" for i in ids]
+        return self.tokenizer.token_strings(ids)
 
     def special_tokens(self) -> tuple[int, int]:
-        return len(self.prefix), len(self.suffix)
+        return self.tokenizer.special_tokens()
+
+    def save(self, run_dir: Path) -> None:
+        super().save(run_dir)
+        self.tokenizer.save(Path(run_dir, runs.TOKENIZER))  # so that the ONNX engine tokenizes without the model
 
     def spec(self) -> dict[str, Any]:
         local = Path(self.name).exists()
@@ -263,14 +261,6 @@ def _position_limits(hf_tokenizer: Any, config: Any) -> list[int]:
     """Longest input the model accepts; tokenizers store 1e30 when they do not know it."""
     limits = [n for n in (hf_tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)) if n]
     return [int(n) for n in limits if n < 1_000_000]
-
-
-def _special_tokens(backend: Tokenizer) -> tuple[list[int], list[int]]:
-    """Ids the post-processor puts before and after the content ([CLS] … [SEP], <s> … </s>, or none)."""
-    encoding = backend.encode("a", add_special_tokens=True)
-    content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
-    assert content, "the probe text produced only special tokens"
-    return encoding.ids[: content[0]], encoding.ids[content[-1] + 1 :]
 
 
 def _one_line(error: Exception) -> str:

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlab.encoders.base import Encoder, check_fingerprint, fingerprint, truncate
+from rnnlab.encoders.base import Encoder, check_fingerprint, fingerprint
 from rnnlab.errors import UserError
+from rnnlab.subword import truncate
 
 PAD, UNK = 0, 1
 TOKENIZER_FILE = "tokenizer.json"

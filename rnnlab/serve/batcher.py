@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnlab.serve.explain import Attribution
-from rnnlab.serve.predict import Labeller
+from rnnlab.serve.labeller import Labeller
 
 
 class QueueFull(Exception):

@@ -30,7 +30,7 @@ from rnnlab.config import ServeLimits
 from rnnlab.errors import UserError
 from rnnlab.serve.batcher import Labelled, MicroBatcher, QueueFull
 from rnnlab.serve.explain import Attribution
-from rnnlab.serve.predict import Labeller
+from rnnlab.serve.labeller import Labeller
 
 API_KEY_ENV = "RNNLAB_API_KEY"
 """When set, `POST /v1/classify` needs `Authorization: Bearer <its value>` (a key never goes on a command line,
@@ -298,7 +298,7 @@ def load_run(run: Path, *, engine: str = "torch", device: str = "cpu", bf16: boo
     predictor = Predictor.load(run, device=device, bf16=bf16, calibrated=calibrated)
     labeller: Labeller = predictor
     if engine == "onnx":
-        from rnnlab.serve.onnx import OnnxPredictor
+        from rnnlab.serve.onnx_engine import OnnxPredictor
 
         labeller = OnnxPredictor(run, threads=None, calibrated=calibrated)
     cfg = runs.read_config(run)

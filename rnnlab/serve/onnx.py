@@ -1,4 +1,4 @@
-"""ONNX export of a finished run (encoder + head + classifier in one graph) and onnxruntime inference.
+"""ONNX export of a finished run: encoder + head + classifier in one graph (run by `rnnlab.serve.onnx_engine`).
 
 Tokenization stays in Python (fast tokenizers); the graph maps ids [B, T] + mask [B, T] to logits [B, C].
 Recurrent heads use their masked path, so the graph has no PackedSequence and takes any B and T.
@@ -8,7 +8,6 @@ is exported with torch's fused cells instead: the parameter names are the same, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,7 @@ import torch
 
 from rnnlab import runs
 from rnnlab.errors import UserError
-from rnnlab.serve.predict import Labeller
-
-ONNX_NAME, INT8_NAME = "model.onnx", "model.int8.onnx"
+from rnnlab.serve.onnx_engine import INT8_NAME, ONNX_NAME
 
 
 class _Graph(torch.nn.Module):
@@ -63,7 +60,6 @@ def _with_fused_cells(model: torch.nn.Module, run: Path) -> torch.nn.Module:
     """The same classifier with impl=torch recurrent cells, for a run trained with impl=scratch."""
     import dataclasses
 
-    from rnnlab import runs
     from rnnlab.heads import build_head
 
     cfg = runs.read_config(run)
@@ -129,36 +125,3 @@ def _batch(predictor, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 
     ids, mask = collate(predictor.model.encoder.tokenize(texts), predictor.model.encoder.pad_id)
     return ids, mask.long()
-
-
-class OnnxPredictor(Labeller):
-    """The exported graph under onnxruntime, with the same interface as Predictor."""
-
-    def __init__(self, run: Path, quantized: bool = False, threads: int | None = None, calibrated: bool = True) -> None:
-        import onnxruntime as ort
-
-        from rnnlab.encoders import load_encoder
-
-        path = run / (INT8_NAME if quantized else ONNX_NAME)
-        if not path.is_file():
-            flag = " --quantize" if quantized else ""
-            raise UserError(f"{path}: not exported yet; run `rnnlab export {run} --format onnx{flag}`")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.encoder = load_encoder(run)
-        self.label_names = json.loads((run / runs.LABELS).read_text())
-        self.temperature = runs.read_temperature(run) if calibrated else 1.0
-        self.batch_size = 64
-
-    def raw_probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
-        from rnnlab.data.batching import collate
-        from rnnlab.runtime import by_length
-
-        def probs_of(chunk: np.ndarray) -> np.ndarray:
-            ids, mask = collate([token_ids[i] for i in chunk], self.encoder.pad_id)
-            (logits,) = self.session.run(None, {"ids": ids.numpy(), "mask": mask.long().numpy()})
-            return torch.from_numpy(logits).softmax(-1).numpy()
-
-        return by_length(np.array([len(t) for t in token_ids]), self.batch_size, probs_of)
