@@ -114,7 +114,7 @@ def head_training(texts, labels, device, steps: int, reps: int, compile_heads: l
     prec = Precision(device, autocast_dtype(device, True))
     token_ids = encoder.tokenize(texts)
     with tempfile.TemporaryDirectory() as cache:
-        store = encode_cached(encoder, texts, token_ids, Path(cache), device=device, autocast_dtype=prec.dtype, progress=False)
+        store = encode_cached(encoder, token_ids, Path(cache), device=device, autocast_dtype=prec.dtype, progress=False)
         inputs, y = Inputs(token_ids, encoder.pad_id, store), torch.as_tensor(labels)
         batches = {b: LengthBucketSampler(inputs.lengths, b, shuffle=True, seed=0).batches(0) for b in {16, *wide_batches}}
         from rnnlab.heads import HEADS

@@ -141,7 +141,7 @@ class Rnnlab:
             self.train_inputs = self.eval_inputs
             return
         train_ids = [self.token_ids[i] for i in train_idx]
-        store = encode_cached(self.encoder, [self.texts[i] for i in train_idx], train_ids, Path(self.cache.name),
+        store = encode_cached(self.encoder, train_ids, Path(self.cache.name),
                               device=self.device, autocast_dtype=self.prec.dtype, progress=False)  # fmt: skip
         assert list(train_idx) == list(range(len(train_idx))), "the store is indexed by position: train texts first"
         self.train_inputs = Inputs(self.token_ids, self.encoder.pad_id, store)

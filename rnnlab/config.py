@@ -71,12 +71,22 @@ class EncoderConfig:
     """Tokens kept per text, special tokens included."""
     truncation: Literal["head", "head_tail"] = "head_tail"
     """`head` keeps the first tokens; `head_tail` keeps the first quarter and the last three quarters."""
+    chunks: int = 1
+    """Read up to N windows of --max-length tokens per text, each encoded alone, pooled (--chunk-pooling), and the
+    head runs over the window vectors (RoBERT, Pappagari et al. 2019); a longer text is truncated first."""
+    chunk_overlap: int | None = None
+    """Tokens each window shares with the one before (with --chunks; default an eighth of --max-length)."""
 
     def __post_init__(self) -> None:
         if self.max_length < 8:
             raise UserError(f"--max-length must be at least 8, got {self.max_length}")
         if self.finetune_layers < 0 or self.layer_mix < 0:
             raise UserError("--finetune-layers and --layer-mix must be 0 or more")
+        if self.chunks < 1:
+            raise UserError(f"--chunks must be at least 1, got {self.chunks}")
+        if self.chunks > 1 and self.chunk_overlap is not None and not 0 <= self.chunk_overlap < self.max_length // 2:
+            raise UserError(f"--chunk-overlap must be in [0, {self.max_length // 2}) for --max-length {self.max_length}, "
+                            f"got {self.chunk_overlap}")  # fmt: skip
 
 
 @dataclass
@@ -93,6 +103,8 @@ class HeadConfig:
     """Text vector from token states; default `last` for recurrent heads, `max` for textcnn, `mean` otherwise."""
     impl: Literal["torch", "scratch"] = "torch"
     """Recurrent cells: torch's fused ones, or rnnlab.cells written from tensor operations."""
+    chunk_pooling: Pooling = "mean"
+    """With --chunks: one vector per window from its token vectors, before the head runs over the windows."""
 
     def __post_init__(self) -> None:
         if self.hidden_size < 1 or self.layers < 1:

@@ -26,18 +26,34 @@ class TextClassifier(nn.Module):
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor, *, cached: bool = False, vectors: bool = False) -> torch.Tensor:
         """`inputs` are token ids [B, T]; with `cached`, rows of the encoder's trunk from the feature cache
         [B, T, trunk_dim]; with `vectors`, the encoder's token vectors [B, T, D] (what an attribution
-        differentiates against). Returns logits [B, C]."""
-        if vectors:
+        differentiates against). Returns logits [B, C]. Texts read in windows (--chunks) come as [B, N, T(, D)]
+        with a mask [B, N, T]."""
+        if mask.dim() == 3:
+            x = self._encode_windows(inputs, mask, cached=cached, vectors=vectors)  # [B, N, T, D]
+        elif vectors:
             x = inputs
         else:
             x = self.encoder.from_trunk(inputs, mask) if cached else self.encoder(inputs, mask)  # [B, T, D]
         return self.classifier(self.head(x, mask))  # [B, C]
 
+    def _encode_windows(self, inputs: torch.Tensor, mask: torch.Tensor, *, cached: bool, vectors: bool) -> torch.Tensor:
+        """Encode each real window on its own (missing ones stay zero): [B, N, T(, D)] → [B, N, T, D]."""
+        batch, chunks, tokens = mask.shape
+        present = mask.reshape(-1, tokens).any(-1)  # [B*N]
+        flat, flat_mask = inputs.reshape(batch * chunks, tokens, *inputs.shape[3:])[present], mask.reshape(-1, tokens)[present]
+        if vectors:
+            x = flat
+        else:
+            x = self.encoder.from_trunk(flat, flat_mask) if cached else self.encoder(flat, flat_mask)  # [W, T, D]
+        out = x.new_zeros(batch * chunks, tokens, x.shape[-1])
+        out[present] = x
+        return out.view(batch, chunks, tokens, -1)
+
 
 def build_model(cfg: RunConfig, encoder: nn.Module, num_classes: int) -> TextClassifier:
     from rnnlab.heads import build_head
 
-    head = build_head(cfg.model, encoder.dim)
+    head = build_head(cfg.model, encoder.dim, chunks=encoder.chunks > 1)
     return TextClassifier(encoder, head, num_classes, cfg.model.dropout)
 
 

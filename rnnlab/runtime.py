@@ -67,6 +67,40 @@ class Inputs:
         return model(x.to(device), mask.to(device), cached=self.store is not None)
 
 
+class WindowInputs(Inputs):
+    """Texts read in windows (--chunks): each text is a list of windows of token ids; a batch is [B, N, T] ids (or
+    [B, N, T, D] cached rows) and a mask [B, N, T], windows right-padded with empty ones."""
+
+    def __init__(self, windows: Sequence[Sequence[Sequence[int]]], pad_id: int, store=None) -> None:
+        self.windows, self.pad_id, self.store = windows, pad_id, store
+        counts = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
+        self.first = np.concatenate([[0], np.cumsum(counts)])  # text i owns windows first[i]:first[i+1]
+        self.lengths = np.fromiter((sum(len(ids) for ids in w) for w in windows), dtype=np.int64, count=len(windows))
+
+    def flat(self) -> list[Sequence[int]]:
+        """Every window of every text, in order: what the feature cache stores, one row each."""
+        return [ids for text in self.windows for ids in text]
+
+    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        counts = [int(self.first[i + 1] - self.first[i]) for i in indices]
+        rows = [int(self.first[i]) + j for i, n in zip(indices, counts) for j in range(n)]
+        if self.store is not None:
+            x, mask = self.store.get(rows)  # [W, T, D], [W, T]
+        else:
+            x, mask = collate([self.windows[i][j] for i, n in zip(indices, counts) for j in range(n)], self.pad_id)
+        width = max(counts)
+        slots = torch.tensor([b * width + j for b, n in enumerate(counts) for j in range(n)])
+        out = x.new_full((len(indices) * width, *x.shape[1:]), 0 if self.store is not None else self.pad_id)
+        out_mask = mask.new_zeros((len(indices) * width, mask.shape[1]))
+        out[slots], out_mask[slots] = x, mask
+        return out.view(len(indices), width, *x.shape[1:]), out_mask.view(len(indices), width, -1)
+
+
+def inputs_for(encoder, token_ids: Sequence, store=None) -> Inputs:
+    """The Inputs that fit the encoder's tokenization (windows with --chunks)."""
+    return WindowInputs(token_ids, encoder.pad_id, store) if encoder.chunks > 1 else Inputs(token_ids, encoder.pad_id, store)
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, inputs: Inputs, indices: Sequence[int], prec: Precision, batch_size: int) -> np.ndarray:
     """Logits [N, C] (float32) in the order of `indices`, batched by length for speed."""

@@ -44,7 +44,7 @@ TEXTS = ["a", "hello world", "the movie was great", "bad", "x" * 30, "so-so film
 
 
 def run(encoder: Encoder, texts: list[str], cache_dir, **kwargs) -> FeatureStore:
-    return encode_cached(encoder, texts, encoder.tokenize(texts), cache_dir, batch_size=3, progress=False, **kwargs)
+    return encode_cached(encoder, encoder.tokenize(texts), cache_dir, batch_size=3, progress=False, **kwargs)
 
 
 def test_cached_features_equal_direct_output(tmp_path):

@@ -78,7 +78,7 @@ def test_cached_trunk_equals_running_it_inside_every_step(tiny_bert):
 def test_the_feature_store_feeds_the_top_layers(tiny_bert, tmp_path):
     model = _model(_encoder(tiny_bert, finetune_layers=1)).eval()
     ids, mask = _batch(model.encoder)
-    store = encode_cached(model.encoder, TEXTS, model.encoder.tokenize(TEXTS), tmp_path, progress=False)
+    store = encode_cached(model.encoder, model.encoder.tokenize(TEXTS), tmp_path, progress=False)
     rows, store_mask = store.get([0, 1, 2, 3])
     assert rows.shape == (4, ids.shape[1], 32) and torch.equal(store_mask, mask)
     with torch.no_grad():

@@ -113,7 +113,7 @@ def _mistakes_md(report: dict) -> str:
             f"{e['probability']:.3f}",
             f"{e['loss']:.2f}",
             f"{e['n_tokens']}{' (cut)' if e['truncated'] else ''}",
-            _cell(e["span"]),
+            _cell(e.get("span", "–")),
             _cell(e["excerpt"]),
         ]
         for e in m["top"]
@@ -159,6 +159,8 @@ def _behaviour_md(report: dict) -> str:
 
 def _attribution_md(report: dict) -> str:
     a = report["attribution"]
+    if "skipped" in a:
+        return f"## Attributions\n\nSkipped: {a['skipped']}\n"
     share = f"{100 * a['fraction']:.0f} %"
     text = (
         f"Gradient × input on the token vectors the head reads. Deletion check on {a['texts']} texts: deleting the "

@@ -126,10 +126,13 @@ def _mistakes(predictor, target: LabelledTexts, ids, *, probs, n_tokens, confusi
         for i in order
     ]
     top = rows[:TOP_MISTAKES]
-    attributions = gradient_x_input(predictor.model, [ids[r["row"]] for r in top])
+    windows = predictor.encoder.chunks > 1  # no token attributions (gradient_x_input says why)
+    attributions = [] if windows else gradient_x_input(predictor.model, [ids[r["row"]] for r in top])
     special = predictor.encoder.special_tokens()
+    for row in top:
+        row["excerpt"] = _excerpt(row["text"])
     for row, attribution in zip(top, attributions):
-        row |= {"span": influential_span(attribution, special), "excerpt": _excerpt(row["text"])}
+        row["span"] = influential_span(attribution, special)
     shown = [{k: v for k, v in row.items() if k != "text"} for row in top]
     return {"errors": len(rows), "top": shown, "most_confused": most_confused(np.asarray(confusion), names)}, rows
 
@@ -165,6 +168,8 @@ def _behaviour(run: Path, predictor: Predictor, target: LabelledTexts, options: 
 
 
 def _faithfulness(predictor: Predictor, ids: list[list[int]], seed: int) -> dict:
+    if predictor.encoder.chunks > 1:
+        return {"skipped": "token attributions read one window per text; this run reads texts in windows (--chunks)"}
     chosen = random.Random(seed).sample(range(len(ids)), min(ATTRIBUTION_TEXTS, len(ids)))
     return deletion_check(predictor, [ids[i] for i in chosen], seed=seed)
 

@@ -25,13 +25,16 @@ def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None) -> E
     is_words = name in ("scratch", "glove") or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES)
     if is_words and any(split.values()):
         raise UserError(f"--finetune-layers and --layer-mix split a transformer's layers; --encoder {name} has none")
+    if is_words and cfg.chunks > 1:
+        raise UserError(f"--chunks splits texts a transformer cannot read at once; --encoder {name} reads any length")
     if name == "scratch":
         if train_texts is None:
             raise ValueError("the scratch encoder learns its vocabulary from train_texts")
         return ScratchEncoder.train_on(train_texts, vocab_size=cfg.vocab_size, embedding_dim=cfg.embedding_dim, **cut)
     if name == "glove" or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES):
         return WordVectorEncoder(name, finetune=cfg.finetune, **cut)
-    return TransformerEncoder(name, finetune=cfg.finetune, **cut, **split)
+    return TransformerEncoder(name, finetune=cfg.finetune, chunks=cfg.chunks, **cut, **split,
+                              chunk_overlap=cfg.max_length // 8 if cfg.chunk_overlap is None else cfg.chunk_overlap)  # fmt: skip
 
 
 def load_encoder(run_dir: Path) -> Encoder:

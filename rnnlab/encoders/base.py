@@ -32,7 +32,9 @@ class Encoder(nn.Module):
     max_length: int
     """Tokens kept per text, special tokens included."""
     truncation: str
-    """`head` or `head_tail` (see `truncate`)."""
+    """`head` or `head_tail` (see `rnnlab.subword.truncate`)."""
+    chunks: int = 1
+    """Windows per text (see `rnnlab.subword.windows`): with more than 1, `tokenize` gives each text a list of them."""
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """The token ids kept for each text, truncated to `max_length`."""

@@ -42,7 +42,7 @@ class TransformerEncoder(Encoder):
 
     def __init__(
         self, name: str, *, max_length: int, truncation: str, finetune: bool = False, finetune_layers: int = 0,
-        layer_mix: int = 0,
+        layer_mix: int = 0, chunks: int = 1, chunk_overlap: int = 0,
     ) -> None:  # fmt: skip
         super().__init__()
         self.name = name
@@ -59,9 +59,9 @@ class TransformerEncoder(Encoder):
             self.layers[-finetune_layers:].requires_grad_(True)
         self.pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
         self.max_length = min(max_length, *_position_limits(hf_tokenizer, self.model.config))
-        self.truncation = truncation
-        self.tokenizer = SubwordTokenizer(hf_tokenizer.backend_tokenizer, max_length=self.max_length,
-                                          truncation=truncation, pad_id=self.pad_id)  # fmt: skip
+        self.truncation, self.chunks, self.chunk_overlap = truncation, chunks, chunk_overlap if chunks > 1 else 0
+        self.tokenizer = SubwordTokenizer(hf_tokenizer.backend_tokenizer, max_length=self.max_length, truncation=truncation,
+                                          pad_id=self.pad_id, chunks=chunks, overlap=self.chunk_overlap)  # fmt: skip
         self.fingerprint = fingerprint([p for p in self.folder.iterdir() if p.suffix in _FINGERPRINT_SUFFIXES])
         self.train(False)
 
@@ -141,6 +141,8 @@ class TransformerEncoder(Encoder):
             "layer_mix": self.layer_mix,
             "max_length": self.max_length,
             "truncation": self.truncation,
+            "chunks": self.chunks,
+            "chunk_overlap": self.chunk_overlap,
             "dim": self.dim,
             "pad_id": self.pad_id,
             "fingerprint": self.fingerprint,
@@ -149,7 +151,8 @@ class TransformerEncoder(Encoder):
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TransformerEncoder:
         encoder = cls(spec["name"], max_length=spec["max_length"], truncation=spec["truncation"], finetune=spec["finetune"],
-                      finetune_layers=spec.get("finetune_layers", 0), layer_mix=spec.get("layer_mix", 0))  # fmt: skip
+                      finetune_layers=spec.get("finetune_layers", 0), layer_mix=spec.get("layer_mix", 0),
+                      chunks=spec.get("chunks", 1), chunk_overlap=spec.get("chunk_overlap", 0))  # fmt: skip
         if not spec["finetune"] or encoder.layers is not None:  # fine-tuned weights come from the run's checkpoint
             check_fingerprint(spec, encoder.fingerprint, f"encoder {spec['name']!r}")
         return encoder

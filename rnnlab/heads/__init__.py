@@ -10,6 +10,9 @@
 | textcnn        | Conv1d k=3,4,5 + ReLU, pooling      | 3 * hidden |
 | transformer    | pre-norm TransformerEncoder, pooling | hidden    |
 
+With `chunks` (--chunks > 1), the head named runs over window vectors instead of tokens, inside a `HierarchicalHead`
+that pools each window by `chunk_pooling` first (out_dim is the inner head's).
+
 Pooling defaults to `default_pooling(name)`. `impl` only applies to recurrent heads (`RunConfig.check_combinations`
 refuses it for the others). Padding never changes a head's output.
 
@@ -28,12 +31,14 @@ from rnnlab.config import RECURRENT_HEADS, HeadConfig, HeadName, Pooling
 from rnnlab.errors import UserError
 from rnnlab.heads.base import Head, valid_lengths
 from rnnlab.heads.fnn import FNNHead
+from rnnlab.heads.hierarchical import HierarchicalHead
 from rnnlab.heads.pooling import Pool
 from rnnlab.heads.recurrent import RecurrentHead, recurrent_class
 from rnnlab.heads.textcnn import TextCNNHead
 from rnnlab.heads.transformer import TransformerHead
 
-__all__ = ["HEADS", "RECURRENT", "Head", "Pool", "build_head", "default_pooling", "reverse_padded", "valid_lengths"]
+__all__ = ["HEADS", "RECURRENT", "Head", "HierarchicalHead", "Pool", "build_head", "default_pooling", "reverse_padded",
+           "valid_lengths"]  # fmt: skip
 
 HEADS: tuple[str, ...] = get_args(HeadName)
 RECURRENT = RECURRENT_HEADS
@@ -49,8 +54,13 @@ def default_pooling(head: str) -> Pooling:
     return "max" if head == "textcnn" else "mean"
 
 
-def build_head(cfg: HeadConfig, input_dim: int) -> Head:
-    """Build the head named by `cfg.head` over `input_dim`-wide token vectors."""
+def build_head(cfg: HeadConfig, input_dim: int, *, chunks: bool = False) -> Head:
+    """Build the head named by `cfg.head` over `input_dim`-wide token vectors (with `chunks`, over window vectors)."""
+    head = _build(cfg, input_dim)
+    return HierarchicalHead(Pool(cfg.chunk_pooling, input_dim), head) if chunks else head
+
+
+def _build(cfg: HeadConfig, input_dim: int) -> Head:
     pooling = cfg.pooling or default_pooling(cfg.head)
     if pooling not in ("last", "mean", "max", "attention"):
         raise UserError(f"unknown pooling {pooling!r}; choose last, mean, max or attention")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from rnnlab.data.batching import collate
+from rnnlab.errors import UserError
 from rnnlab.model import TextClassifier
 
 
@@ -26,6 +27,8 @@ class Attribution:
 
 def gradient_x_input(model: TextClassifier, token_ids: list[list[int]], *, batch_size: int = 16) -> list[Attribution]:
     """Attributions for each tokenized text, in full precision (bf16 gradients are too coarse to rank tokens)."""
+    if model.encoder.chunks > 1:
+        raise UserError("token attributions read one window per text; this run reads texts in windows (--chunks)")
     model.eval()
     out: list[Attribution] = []
     device = next(model.parameters()).device

@@ -151,6 +151,8 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         loaded = _require_ready(state)
         body = _parse(await request.body())
         texts = _checked_texts(body.inputs, state.limits)
+        if body.explain and loaded.explainer is None:
+            raise ApiError(422, "invalid_request", "this run reads texts in windows (--chunks); it has no token highlights")
         try:
             labelled = await asyncio.wait_for(state.batcher.submit(texts, explain=body.explain), state.limits.timeout_s)
         except QueueFull as error:
@@ -308,7 +310,8 @@ def load_run(run: Path, *, engine: str = "torch", device: str = "cpu", bf16: boo
             "labels": labeller.label_names, "max_length": labeller.encoder.max_length,
             "truncation": labeller.encoder.truncation, "temperature": labeller.temperature,
             "test_accuracy": results.get("test_accuracy")}  # fmt: skip
-    return Loaded(labeller, lambda ids: gradient_x_input(predictor.model, ids), info)
+    windows = predictor.model.encoder.chunks > 1  # attributions are per token of one window
+    return Loaded(labeller, None if windows else lambda ids: gradient_x_input(predictor.model, ids), info)
 
 
 def serve(

@@ -34,6 +34,8 @@ def export_onnx(run: Path, quantize: bool = False, opset: int = 17) -> Path:
     from rnnlab.serve.predict import Predictor
 
     predictor = Predictor.load(run, device="cpu", bf16=False)
+    if predictor.model.encoder.chunks > 1:
+        raise UserError(f"{run}: reads texts in windows (--chunks), which the ONNX graph (ids [B, T]) cannot take yet")
     predictor.model = _with_fused_cells(predictor.model, run)
     _plain_attention(predictor.model.encoder)
     # eval() on the wrapper too: the exporter restores the wrapper's mode afterwards, recursively, and a

@@ -9,7 +9,7 @@ import numpy as np
 from rnnlab import runs
 from rnnlab.encoders.base import Encoder
 from rnnlab.model import TextClassifier, load_trained
-from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, predict_probs, resolve_device
+from rnnlab.runtime import Precision, autocast_dtype, configure_math, inputs_for, predict_probs, resolve_device
 from rnnlab.serve.labeller import Labeller
 
 
@@ -33,5 +33,5 @@ class Predictor(Labeller):
         return self.model.encoder
 
     def raw_probs_of_ids(self, token_ids: list[list[int]]) -> np.ndarray:
-        inputs = Inputs(token_ids, self.model.encoder.pad_id)
+        inputs = inputs_for(self.model.encoder, token_ids)
         return predict_probs(self.model, inputs, list(range(len(token_ids))), self.prec, self.batch_size)

@@ -24,7 +24,7 @@ from rnnlab.config import DistillConfig
 from rnnlab.data.split import Prepared
 from rnnlab.errors import UserError
 from rnnlab.model import load_tensors, load_trained, save_tensors
-from rnnlab.runtime import Inputs, Precision, autocast_dtype, predict_logits, resolve_device
+from rnnlab.runtime import Precision, autocast_dtype, inputs_for, predict_logits, resolve_device
 from rnnlab.training.loop import LossFn
 
 TEACHER_FILE = "teacher.safetensors"
@@ -108,7 +108,7 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
             return tensors["logits"]
     model, names = load_trained(teacher)
     dev = resolve_device(device)
-    inputs = Inputs(model.encoder.tokenize([data.texts[i] for i in train]), model.encoder.pad_id)
+    inputs = inputs_for(model.encoder, model.encoder.tokenize([data.texts[i] for i in train]))
     prec = Precision(dev, autocast_dtype(dev, True))
     logits = torch.zeros(len(data.texts), len(names))
     logits[torch.as_tensor(train)] = torch.from_numpy(predict_logits(model.to(dev), inputs, range(len(train)), prec, 64))

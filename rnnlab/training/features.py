@@ -76,7 +76,6 @@ def features_key(encoder: Encoder, token_ids: list[list[int]]) -> str:
 
 def encode_cached(
     encoder: Encoder,
-    texts: list[str],
     token_ids: list[list[int]],
     cache_dir: Path,
     *,
@@ -88,14 +87,14 @@ def encode_cached(
     world_size: int = 1,
     barrier: Callable[[], None] | None = None,
 ) -> FeatureStore:
-    """Features of `token_ids` (the encoder's tokenization of `texts`), encoded once and reused.
+    """Features of `token_ids` (one row per tokenized text, or per window of one), encoded once and reused.
 
     With several processes, rank 0 encodes while the others wait in `barrier()`; every rank calls it
     exactly once, cache hit or not, so no rank can wait for a barrier another one skipped.
     The encoder is moved to `device`.
     """
     assert encoder.cacheable or not encoder.trainable, "only a frozen trunk's features can be cached"
-    assert len(texts) == len(token_ids) > 0, "one token-id list per text, at least one text"
+    assert len(token_ids) > 0, "at least one row to encode"
     if world_size > 1 and barrier is None:
         raise ValueError("encode_cached with world_size > 1 needs a barrier")
     folder = Path(cache_dir) / features_key(encoder, token_ids)[:32]

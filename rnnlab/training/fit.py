@@ -21,7 +21,7 @@ from rnnlab.errors import UserError
 from rnnlab.model import TextClassifier, build_model, count_parameters, load_saved_state, load_tensors, save_tensors, saved_state
 from rnnlab.peak_memory import peak_mb, reset_peak
 from rnnlab.runs import atomic_write_json
-from rnnlab.runtime import Inputs, Precision, autocast_dtype, configure_math, resolve_device
+from rnnlab.runtime import Inputs, Precision, WindowInputs, autocast_dtype, configure_math, inputs_for, resolve_device
 from rnnlab.training.checkpoint import load_training, save_training
 from rnnlab.training.distill import check_teacher, distill_loss, teacher_logits, with_transfer_set
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
@@ -145,15 +145,16 @@ def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist
     """Token ids for a trainable encoder; for a frozen (or partly frozen) transformer, its trunk's cached rows."""
     from rnnlab.training.features import default_cache_dir, encode_cached
 
-    token_ids = encoder.tokenize(data.texts)
+    inputs = inputs_for(encoder, encoder.tokenize(data.texts))
     if not encoder.cacheable:
-        return Inputs(token_ids, encoder.pad_id)
+        return inputs
+    rows = inputs.flat() if isinstance(inputs, WindowInputs) else inputs.token_ids  # one cached row per window
     cache = Path(cfg.encoder.cache_dir) if cfg.encoder.cache_dir else default_cache_dir()
-    store = encode_cached(
-        encoder.to(prec.device), data.texts, token_ids, cache, device=prec.device, autocast_dtype=prec.dtype,
+    inputs.store = encode_cached(
+        encoder.to(prec.device), rows, cache, device=prec.device, autocast_dtype=prec.dtype,
         progress=cfg.train.progress and dist.is_main, rank=dist.rank, world_size=dist.world_size, barrier=dist.barrier,
     )  # fmt: skip
-    return Inputs(token_ids, encoder.pad_id, store)
+    return inputs
 
 
 def _train(s: Setup, resume: bool) -> TrainState:
