@@ -69,8 +69,8 @@ class EncoderConfig:
     """Feature cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab)."""
     max_length: int = 256
     """Tokens kept per text, special tokens included."""
-    truncation: Literal["head", "head_tail"] = "head_tail"
-    """`head` keeps the first tokens; `head_tail` keeps the first quarter and the last three quarters."""
+    truncation: Literal["head", "tail", "head_tail"] = "head_tail"
+    """`head` keeps the first tokens, `tail` the last ones; `head_tail` the first quarter and the last three quarters."""
     chunks: int = 1
     """Read up to N windows of --max-length tokens per text, each encoded alone, pooled (--chunk-pooling), and the
     head runs over the window vectors (RoBERT, Pappagari et al. 2019); a longer text is truncated first."""

@@ -13,7 +13,8 @@ from tokenizers import Tokenizer
 
 
 def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
-    """Keep `budget` content tokens: the first ones (`head`) or the first quarter + last three quarters.
+    """Keep `budget` content tokens: the first ones (`head`), the last ones (`tail`), or the first quarter + the last
+    three quarters (`head_tail`, which Sun et al. 2019 found best for BERT on IMDB).
 
     Reviews often end with the verdict, so `head_tail` keeps the end that `head` would cut.
     """
@@ -21,6 +22,8 @@ def truncate(ids: list[int], budget: int, strategy: str) -> list[int]:
         return ids
     if strategy == "head":
         return ids[:budget]
+    if strategy == "tail":
+        return ids[len(ids) - budget :]
     assert strategy == "head_tail", strategy
     head = budget // 4
     return ids[:head] + ids[len(ids) - (budget - head) :]

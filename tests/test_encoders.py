@@ -27,9 +27,10 @@ def encode(encoder: Encoder, texts: list[str]) -> tuple[torch.Tensor, torch.Tens
     return encoder(batch, mask), mask
 
 
-def test_truncate_head_and_head_tail():
+def test_truncate_head_tail_and_head_tail():
     ids = list(range(20))
     assert truncate(ids, 8, "head") == list(range(8))
+    assert truncate(ids, 8, "tail") == list(range(12, 20))
     assert truncate(ids, 8, "head_tail") == [0, 1, *range(14, 20)]
     assert truncate(ids[:5], 8, "head_tail") == ids[:5]
 
@@ -61,7 +62,7 @@ def test_transformer_frozen_has_no_grads_and_finetune_has(tiny_bert):
     assert all(p.grad is not None for p in tuned.model.embeddings.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize(("truncation", "kept"), [("head", "abcdefgh"), ("head_tail", "abmnopqr")])
+@pytest.mark.parametrize(("truncation", "kept"), [("head", "abcdefgh"), ("tail", "klmnopqr"), ("head_tail", "abmnopqr")])
 def test_transformer_truncation_keeps_specials_and_tail(tiny_bert, truncation, kept):
     encoder = build_encoder(
         EncoderConfig(encoder=str(tiny_bert), finetune=False, max_length=10, truncation=truncation)
