@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnlab import runs
 from rnnlab.encoders.base import Encoder, check_fingerprint, fingerprint
 from rnnlab.errors import UserError
 from rnnlab.subword import truncate
 
 PAD, UNK = 0, 1
-TOKENIZER_FILE = "tokenizer.json"
 
 # Close to the Stanford tokenizer GloVe 6B was built with: "don't" → "do" "n't", clitics split off,
 # abbreviations ("u.s.") and numbers ("1,000", "3.5") kept whole, other punctuation one token each.
@@ -181,13 +181,13 @@ class ScratchEncoder(Encoder):
 
     def save(self, run_dir: Path) -> None:
         super().save(run_dir)
-        self.tokenizer.save(str(Path(run_dir, TOKENIZER_FILE)))
+        self.tokenizer.save(str(Path(run_dir, runs.TOKENIZER)))
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], run_dir: Path) -> ScratchEncoder:
         from tokenizers import Tokenizer
 
-        path = Path(run_dir, TOKENIZER_FILE)
+        path = Path(run_dir, runs.TOKENIZER)
         if not path.is_file():
             raise UserError(f"{path}: tokenizer file missing from the run folder")
         return cls(Tokenizer.from_file(str(path)), embedding_dim=spec["embedding_dim"], max_length=spec["max_length"],
