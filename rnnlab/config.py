@@ -124,14 +124,25 @@ class DistillConfig:
     distill_temperature: float = 2.0
     """Softening temperature of the KL loss (its gradients are scaled by T², as Hinton et al. do)."""
     augment: int = 0
-    """Augmented copies of every training text in the transfer set (masking, same-class word swaps, n-gram crops),
-    labelled by the teacher."""
+    """Augmented copies of every training text in the transfer set (masking, word swaps, n-gram crops), labelled by
+    the teacher."""
+    mask_p: float = 0.1
+    """Share of words an augmented copy masks (0 turns masking off)."""
+    swap_p: float = 0.1
+    """Share of words an augmented copy swaps (0 turns swaps off)."""
+    swap_with: Literal["class", "glove"] = "class"
+    """Swap a word for a word of another training text of the same label, or for one of its 10 nearest GloVe
+    neighbours (cosine, among GloVe's 50,000 most frequent words)."""
+    ngram_p: float = 0.25
+    """Share of augmented copies cut to a passage of 1 to 5 words in 10 (0 turns cropping off)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.alpha <= 1:
             raise UserError(f"--alpha must be in [0, 1], got {self.alpha}")
         if self.distill_temperature <= 0 or self.augment < 0:
             raise UserError("--distill-temperature must be positive and --augment at least 0")
+        if not (0 <= self.mask_p and 0 <= self.swap_p and self.mask_p + self.swap_p <= 1 and 0 <= self.ngram_p <= 1):
+            raise UserError("--mask-p, --swap-p and --ngram-p must be in [0, 1], and --mask-p + --swap-p at most 1")
 
 
 @dataclass

@@ -13,15 +13,16 @@ from conftest import rnnlab
 
 from rnnlab import runs
 from rnnlab.config import DistillConfig
-from rnnlab.training.distill import MASK, TEACHER_FILE, augment, distill_loss
+from rnnlab.training.distill import MASK, TEACHER_FILE, augment, distill_loss, glove_neighbours
 
 
 def test_augmentations_are_deterministic_keep_labels_and_change_texts():
     texts = [f"the plot was good and the acting was fine number {i}" for i in range(20)] + ["a dull boring film"] * 5
     labels = np.array([1] * 20 + [0] * 5)
-    first, first_labels = augment(texts, labels, copies=3, seed=0)
-    again, _ = augment(texts, labels, copies=3, seed=0)
-    other, _ = augment(texts, labels, copies=3, seed=1)
+    cfg = DistillConfig(teacher="t", augment=3)
+    first, first_labels = augment(texts, labels, cfg, seed=0)
+    again, _ = augment(texts, labels, cfg, seed=0)
+    other, _ = augment(texts, labels, cfg, seed=1)
     assert first == again and first != other
     assert len(first) == 3 * len(texts) and first_labels.tolist() == labels.tolist() * 3
     assert sum(a != t for a, t in zip(first, texts * 3)) > len(first) // 2
@@ -29,6 +30,23 @@ def test_augmentations_are_deterministic_keep_labels_and_change_texts():
     # Swapped words come from texts of the same label only.
     negative_words = set(" ".join(texts[20:]).split()) | {MASK}
     assert all(set(a.split()) <= negative_words for a, y in zip(first, first_labels) if y == 0)
+
+
+def test_glove_swaps_draw_from_each_word_s_neighbours():
+    texts = ["The acting was good, the plot boring.", "A terrible film"] * 10
+    cfg = DistillConfig(teacher="t", augment=2, mask_p=0.0, swap_p=0.5, ngram_p=0.0, swap_with="glove")
+    swapped, labels = augment(texts, np.array([1, 0] * 10), cfg, seed=0)
+    assert swapped == augment(texts, np.array([1, 0] * 10), cfg, seed=0)[0] and labels.tolist() == [1, 0] * 20
+    neighbours = glove_neighbours({"acting", "good", "plot", "boring", "terrible", "film", "the", "was", "a"})
+    assert "better" in neighbours["good"] and "good" not in neighbours["good"]
+    changed = 0
+    for new, old in zip(swapped, texts * 2):
+        for a, b in zip(new.split(), old.split()):  # no masking or cropping: the words stay aligned
+            core = b.strip(",.").lower()
+            assert a == b or a.strip(",.").lower() in neighbours[core], (a, b)
+            assert a[-1:] in ",." if b[-1:] in ",." else True  # punctuation kept
+            changed += a != b
+    assert changed > 20
 
 
 def test_mse_and_kl_losses_on_a_hand_computed_case():

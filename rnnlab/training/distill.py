@@ -1,9 +1,10 @@
 """Distillation: a student learns a teacher run's logits on a transfer set — the same loop, another loss.
 
 The transfer set is the training split plus `augment` copies of every training text (Tang et al. 2019: word
-masking, word swaps, n-gram sampling), all labelled by the teacher once. Its logits are stored in the student's
-run folder (teacher.safetensors, keyed by the teacher and the transfer texts), so a resumed run is exact and
-never pays the teacher again. The teacher only ever sees training texts, never the validation or test labels.
+masking, word swaps for same-class words or GloVe neighbours, n-gram sampling), all labelled by the teacher once.
+Its logits are stored in the student's run folder (teacher.safetensors, keyed by the teacher and the transfer
+texts), so a resumed run is exact and never pays the teacher again. The teacher only ever sees training texts,
+never the validation or test labels.
 """
 
 from __future__ import annotations
@@ -28,27 +29,26 @@ from rnnlab.runtime import Precision, autocast_dtype, inputs_for, predict_logits
 from rnnlab.training.loop import LossFn
 
 TEACHER_FILE = "teacher.safetensors"
-MASK, MASK_P, SWAP_P, NGRAM_P = "[MASK]", 0.1, 0.1, 0.25
+MASK = "[MASK]"
+NEIGHBOURS, NEIGHBOUR_POOL = 10, 50_000
 _WORD = re.compile(r"\S+")
+_CORE = re.compile(r"^(\W*)(.*?)(\W*)$")  # leading punctuation, the word, trailing punctuation
 
 
-def augment(texts: list[str], labels: np.ndarray, copies: int, seed: int) -> tuple[list[str], np.ndarray]:
-    """`copies` perturbed versions of every text (copy c of text i is seeded by (seed, c, i)), with its label.
+def augment(texts: list[str], labels: np.ndarray, cfg: DistillConfig, seed: int) -> tuple[list[str], np.ndarray]:
+    """`cfg.augment` perturbed versions of every text (copy c of text i is seeded by (seed, c, i)), with its label.
 
-    Each word is masked with p 0.1 or swapped with p 0.1 for a word of another training text of the same label;
-    then, with p 0.25, only an n-gram of the result is kept (n from 1 to 5 words per 10 of the text, so that a
-    review is cut to a passage, not to a word).
+    Each word is masked with p `mask_p` or swapped with p `swap_p` (for a word of another training text of the same
+    label, or for one of its nearest GloVe neighbours); then, with p `ngram_p`, only an n-gram of the result is kept
+    (n from 1 to 5 words per 10 of the text, so that a review is cut to a passage, not to a word).
     """
-    vocab: dict[int, set[str]] = {}
-    for text, label in zip(texts, labels.tolist()):
-        vocab.setdefault(label, set()).update(_WORD.findall(text))
-    same_class = {label: sorted(words) for label, words in vocab.items()}
+    swaps = _class_swaps(texts, labels) if cfg.swap_with == "class" else _glove_swaps(texts)
     out, out_labels = [], []
-    for c in range(copies):
+    for c in range(cfg.augment):
         for i, (text, label) in enumerate(zip(texts, labels.tolist())):
             rng = random.Random(f"{seed}/{c}/{i}")
-            words = [_perturb(w, rng, same_class[label]) for w in _WORD.findall(text)]
-            if words and rng.random() < NGRAM_P:
+            words = [_perturb(w, rng, cfg, swaps(w, label)) for w in _WORD.findall(text)]
+            if words and rng.random() < cfg.ngram_p:
                 n = max(1, round(len(words) * rng.randint(1, 5) / 10))
                 start = rng.randrange(len(words) - n + 1)
                 words = words[start : start + n]
@@ -57,13 +57,56 @@ def augment(texts: list[str], labels: np.ndarray, copies: int, seed: int) -> tup
     return out, np.asarray(out_labels, dtype=np.int64)
 
 
-def _perturb(word: str, rng: random.Random, same_class: list[str]) -> str:
+def _perturb(word: str, rng: random.Random, cfg: DistillConfig, candidates: list[str]) -> str:
     roll = rng.random()
-    if roll < MASK_P:
+    if roll < cfg.mask_p:
         return MASK
-    if roll < MASK_P + SWAP_P and same_class:
-        return rng.choice(same_class)
+    if roll < cfg.mask_p + cfg.swap_p and candidates:
+        return rng.choice(candidates)
     return word
+
+
+def _class_swaps(texts: list[str], labels: np.ndarray):
+    vocab: dict[int, set[str]] = {}
+    for text, label in zip(texts, labels.tolist()):
+        vocab.setdefault(label, set()).update(_WORD.findall(text))
+    same_class = {label: sorted(words) for label, words in vocab.items()}
+    return lambda word, label: same_class[label]
+
+
+def _glove_swaps(texts: list[str]):
+    """Each word's nearest GloVe neighbours, its punctuation and capitalisation kept ("Good," → "Great,")."""
+    neighbours = glove_neighbours({_CORE.match(w).group(2).lower() for t in texts for w in _WORD.findall(t)})
+
+    def swaps(word: str, label: int) -> list[str]:
+        head, core, tail = _CORE.match(word).groups()
+        found = neighbours.get(core.lower(), [])
+        return [head + (n.capitalize() if core[:1].isupper() else n) + tail for n in found]
+
+    return swaps
+
+
+def glove_neighbours(words: set[str], k: int = NEIGHBOURS, pool: int = NEIGHBOUR_POOL) -> dict[str, list[str]]:
+    """The k nearest neighbours (cosine) of each word among the packaged GloVe's `pool` most frequent alphabetic
+    words (GloVe also holds punctuation and numbers, which would make a swap a deletion)."""
+    from rnnlab.encoders.words import read_packaged_glove
+
+    vocab, vectors, _ = read_packaged_glove()
+    kept = [i for i, w in enumerate(vocab[:pool]) if w.isalpha()]
+    names = [vocab[i] for i in kept]
+    candidates = np.array(vectors[kept], dtype=np.float32)  # a copy: the packaged file is memory-mapped read-only
+    candidates /= np.linalg.norm(candidates, axis=1, keepdims=True) + 1e-8
+    index = {w: i for i, w in enumerate(names)}
+    queries = sorted(w for w in words if w in index)
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(queries), 4096):  # [4096, pool] similarities at a time
+        rows = [index[w] for w in queries[start : start + 4096]]
+        sims = candidates[rows] @ candidates.T
+        sims[np.arange(len(rows)), rows] = -np.inf  # never the word itself
+        top = np.argpartition(-sims, k, axis=1)[:, :k]
+        for row, sim, cols in zip(rows, sims, top):
+            out[names[row]] = [names[j] for j in cols[np.argsort(-sim[cols], kind="stable")]]
+    return out
 
 
 def with_transfer_set(data: Prepared, cfg: DistillConfig, seed: int) -> Prepared:
@@ -71,7 +114,7 @@ def with_transfer_set(data: Prepared, cfg: DistillConfig, seed: int) -> Prepared
     if not cfg.augment:
         return data
     train = data.split["train"]
-    texts, labels = augment([data.texts[i] for i in train], data.labels[train], cfg.augment, seed)
+    texts, labels = augment([data.texts[i] for i in train], data.labels[train], cfg, seed)
     start = len(data.texts)
     split = {**data.split, "train": np.concatenate([train, np.arange(start, start + len(texts))])}
     ids = None if data.ids is None else np.concatenate([data.ids, np.full(len(texts), -1, dtype=np.int64)])
