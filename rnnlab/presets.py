@@ -25,6 +25,8 @@ PRESETS: dict[str, list[str]] = {
     "top3-bilstm": ["--finetune", "--finetune-layers", "3", "--head", "bilstm", "--epochs", "3"],
     "top2-bilstm-lr1e-4": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "3", "--encoder-lr", "1e-4"],
     "top2-bilstm-lr2e-4": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "3", "--encoder-lr", "2e-4"],
+    "top2-fnn": ["--finetune", "--finetune-layers", "2", "--head", "fnn", "--epochs", "3"],
+    "top3-fnn": ["--finetune", "--finetune-layers", "3", "--head", "fnn", "--epochs", "3"],
     "frozen-mix4-bilstm": ["--no-finetune", "--layer-mix", "4", "--head", "bilstm", "--epochs", "6"],
     "frozen-mix7-bilstm": ["--no-finetune", "--layer-mix", "7", "--head", "bilstm", "--epochs", "6"],
 }

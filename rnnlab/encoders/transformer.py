@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Iterator
@@ -62,11 +63,16 @@ class TransformerEncoder(Encoder):
         self.truncation, self.chunks, self.chunk_overlap = truncation, chunks, chunk_overlap if chunks > 1 else 0
         self.tokenizer = SubwordTokenizer(hf_tokenizer.backend_tokenizer, max_length=self.max_length, truncation=truncation,
                                           pad_id=self.pad_id, chunks=chunks, overlap=self.chunk_overlap)  # fmt: skip
-        self.fingerprint = fingerprint([p for p in self.folder.iterdir() if p.suffix in _FINGERPRINT_SUFFIXES])
         self.train(False)
 
     def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         return self.tokenizer.tokenize_counted(texts)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the model's files; computed when first asked for (hashing 90 MB is a tenth of a load), which a
+        fully fine-tuned run, whose weights all come from its own folder, never does when it loads."""
+        return fingerprint([p for p in self.folder.iterdir() if p.suffix in _FINGERPRINT_SUFFIXES])
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.layers is not None or self.mix is not None:
