@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -112,6 +113,23 @@ def test_windowed_run_trains_predicts_and_refuses_export(tiny_bert, tmp_path, tu
     assert out.returncode == 0 and len(out.stdout.strip().splitlines()) == 2, out.stderr
     refused = rnnlab(["export", str(run)])
     assert refused.returncode == 2 and "--chunks" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    _serves_without_highlights(run)
+
+
+def _serves_without_highlights(run):
+    from fastapi.testclient import TestClient
+
+    from rnnlab.serve.http import create_app, load_run
+
+    with TestClient(create_app(lambda: load_run(run, bf16=False)), raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        asked = client.post("/v1/classify", json={"inputs": [LONG], "explain": True})
+        assert asked.status_code == 422 and "--chunks" in asked.json()["error"]["message"]
+        served = client.post("/v1/classify", json={"inputs": [LONG, "fine"]})
+        assert served.status_code == 200 and len(served.json()["results"]) == 2
 
 
 @pytest.mark.parametrize(("extra", "message"), [
