@@ -22,7 +22,6 @@ PRESETS: dict[str, list[str]] = {
     "finetune-gru": ["--finetune", "--head", "gru", "--epochs", "3"],
     "top1-bilstm": ["--finetune", "--finetune-layers", "1", "--head", "bilstm", "--epochs", "3"],
     "top2-bilstm": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "3"],
-    "top2-bilstm-1ep": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "1"],
     "top3-bilstm": ["--finetune", "--finetune-layers", "3", "--head", "bilstm", "--epochs", "3"],
     "top2-bilstm-lr1e-4": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "3", "--encoder-lr", "1e-4"],
     "top2-bilstm-lr2e-4": ["--finetune", "--finetune-layers", "2", "--head", "bilstm", "--epochs", "3", "--encoder-lr", "2e-4"],
