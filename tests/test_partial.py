@@ -136,6 +136,8 @@ def test_split_runs_train_save_and_predict(tiny_bert, tmp_path, extra):
     assert rnnlab([*train_args(data, tiny_bert, run), "--cache-dir", str(tmp_path / "cache"), *extra]).returncode == 0
     results = json.loads((run / "results.json").read_text())
     assert results["finished"] and results["finetune"] == (extra[0] == "--finetune-layers")
+    cache_line = next(line for line in (run / "log.txt").read_text().splitlines() if "feature cache" in line)
+    assert f"{32 * (3 if extra[-1] == '3' else 1)} wide" in cache_line and "MB" in cache_line  # 3 mixed layers side by side
     spec = json.loads((run / "encoder.json").read_text())
     assert (spec["finetune_layers"], spec["layer_mix"]) == ((1, 0) if results["finetune"] else (0, 3))
     (tmp_path / "in.txt").write_text("a good film\nbad and dull\n")

@@ -85,6 +85,9 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     model = build_model(cfg, encoder, len(data.label_names)).to(device)
     trainable, total = count_parameters(model)
     log.info("run %s: %s, %d/%d trainable parameters, precision %s", run, cfg.to_dict(), trainable, total, prec.dtype)
+    if inputs.store is not None:
+        store = inputs.store  # its size is what --layer-mix multiplies
+        log.info("feature cache %s: %d texts, %d wide, %.1f MB", store.folder, len(store), store.dim, store.vectors.nbytes / 1e6)
     labels = torch.as_tensor(data.labels, dtype=torch.long)
     loss_fn = _loss(cfg, run, data, labels, dist)
     return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash, loss_fn)
