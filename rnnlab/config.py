@@ -66,7 +66,7 @@ class EncoderConfig:
     vocab_size: int = 20000
     """Vocabulary size of the `scratch` tokenizer (trained on the training split)."""
     cache_dir: str | None = None
-    """Feature cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab)."""
+    """Feature and token-id cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab; token ids go to its `token-ids/`)."""
     max_length: int = 256
     """Tokens kept per text, special tokens included."""
     truncation: Literal["head", "tail", "head_tail"] = "head_tail"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnlab.data.batching import collate
+from rnnlab.data.batching import collate, length_mask, widen
 from rnnlab.padding import by_length
 
 
@@ -50,16 +50,26 @@ class Precision:
 
 
 class Inputs:
-    """Texts as the model consumes them: token ids, or the cached rows of the encoder's frozen trunk."""
+    """Texts as the model consumes them: token ids (lists, or the memory-mapped rows of the token-id cache, which
+    pad a batch in one gather), or the cached rows of the encoder's frozen trunk. `round_to`: batch widths are
+    rounded up to a multiple of it (see `data.batching.widen`)."""
+
+    round_to: int = 1
 
     def __init__(self, token_ids: Sequence[Sequence[int]], pad_id: int, store=None) -> None:
         self.token_ids, self.pad_id, self.store = token_ids, pad_id, store
-        self.lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
+        lengths = getattr(token_ids, "lengths", None)
+        if lengths is None:
+            lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=len(token_ids))
+        self.lengths = lengths
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.store is not None:
             return self.store.get(list(indices))  # [B, T, D] float, [B, T]
-        return collate([self.token_ids[i] for i in indices], self.pad_id)  # [B, T] ids, [B, T]
+        if hasattr(self.token_ids, "padded"):
+            ids, lengths = self.token_ids.padded(indices, self.pad_id)
+            return widen(torch.from_numpy(ids), length_mask(lengths, ids.shape[1]), self.pad_id, self.round_to)
+        return collate([self.token_ids[i] for i in indices], self.pad_id, self.round_to)  # [B, T] ids, [B, T]
 
     def logits(self, model: nn.Module, indices: Sequence[int], device: torch.device) -> torch.Tensor:
         """The model's logits [B, C] for one batch; the caller sets grad mode and autocast."""
@@ -99,6 +109,13 @@ class WindowInputs(Inputs):
 def inputs_for(encoder, token_ids: Sequence, store=None) -> Inputs:
     """The Inputs that fit the encoder's tokenization (windows with --chunks)."""
     return WindowInputs(token_ids, encoder.pad_id, store) if encoder.chunks > 1 else Inputs(token_ids, encoder.pad_id, store)
+
+
+def inference_batch_size(device: torch.device) -> int:
+    """Texts per length-sorted inference batch (evaluation, teacher labelling). A GPU is busy only with large
+    batches (MiniLM + BiLSTM labelling on an H200: 444 reviews/s at 32, 7,300 at 1,024); on a CPU, larger
+    batches than 64 gain nothing and hold more memory."""
+    return 512 if device.type == "cuda" else 64
 
 
 @torch.inference_mode()

@@ -25,8 +25,9 @@ from rnnlab.config import DistillConfig
 from rnnlab.data.split import Prepared
 from rnnlab.errors import UserError
 from rnnlab.model import load_tensors, load_trained, save_tensors
-from rnnlab.runtime import Precision, autocast_dtype, inputs_for, predict_logits, resolve_device
-from rnnlab.training.loop import LossFn
+from rnnlab.runtime import Precision, autocast_dtype, inference_batch_size, inputs_for, predict_logits, resolve_device
+from rnnlab.training.loop import LossFn, on_device
+from rnnlab.training.token_ids import cached_token_ids
 
 TEACHER_FILE = "teacher.safetensors"
 MASK = "[MASK]"
@@ -151,10 +152,11 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
             return tensors["logits"]
     model, names = load_trained(teacher)
     dev = resolve_device(device)
-    inputs = inputs_for(model.encoder, model.encoder.tokenize([data.texts[i] for i in train]))
+    inputs = inputs_for(model.encoder, cached_token_ids(model.encoder, [data.texts[i] for i in train]))
     prec = Precision(dev, autocast_dtype(dev, True))
     logits = torch.zeros(len(data.texts), len(names))
-    logits[torch.as_tensor(train)] = torch.from_numpy(predict_logits(model.to(dev), inputs, range(len(train)), prec, 64))
+    batch = inference_batch_size(dev)
+    logits[torch.as_tensor(train)] = torch.from_numpy(predict_logits(model.to(dev), inputs, range(len(train)), prec, batch))
     save_tensors(path, {"logits": logits}, {"key": key, "teacher": str(teacher)})
     return logits
 
@@ -162,16 +164,18 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
 def distill_loss(cfg: DistillConfig, teacher: torch.Tensor, labels: torch.Tensor) -> LossFn:
     """Summed over the batch: (1 − α) · the teacher term + α · cross-entropy on the hard labels."""
 
-    def loss(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    teacher_on, labels_on = on_device(teacher), on_device(labels)
+
+    def loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        target = teacher[rows].to(logits.device)
+        target = teacher_on(logits.device)[rows]
         if cfg.distill_loss == "mse":
             soft = F.mse_loss(logits, target, reduction="none").sum(-1)  # [B]: summed over classes
         else:
             t = cfg.distill_temperature
             student, teacher_p = F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1)
             soft = F.kl_div(student, teacher_p, reduction="none", log_target=True).sum(-1) * t * t
-        hard = F.cross_entropy(logits, labels[rows].to(logits.device), reduction="none")
+        hard = F.cross_entropy(logits, labels_on(logits.device)[rows], reduction="none")
         return ((1 - cfg.alpha) * soft + cfg.alpha * hard).sum()
 
     return loss

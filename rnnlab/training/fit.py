@@ -147,8 +147,12 @@ def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
 def _inputs(cfg: RunConfig, encoder, data: Prepared, prec: Precision, dist: Dist) -> Inputs:
     """Token ids for a trainable encoder; for a frozen (or partly frozen) transformer, its trunk's cached rows."""
     from rnnlab.training.features import default_cache_dir, encode_cached
+    from rnnlab.training.token_ids import cached_token_ids
 
-    inputs = inputs_for(encoder, encoder.tokenize(data.texts))
+    ids_cache = Path(cfg.encoder.cache_dir) / "token-ids" if cfg.encoder.cache_dir else None
+    inputs = inputs_for(encoder, cached_token_ids(encoder, data.texts, ids_cache, rank=dist.rank, barrier=dist.barrier))
+    if prec.device.type == "cuda":
+        inputs.round_to = 32  # few batch widths: see data.batching.widen
     if not encoder.cacheable:
         return inputs
     rows = inputs.flat() if isinstance(inputs, WindowInputs) else inputs.token_ids  # one cached row per window
@@ -185,7 +189,7 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
     bar = tqdm(total=len(batches), initial=state.position, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                disable=not (cfg.progress and s.dist.is_main), leave=False)  # fmt: skip
     opt = Optimization(optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, s.loss_fn)
-    stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers)
+    stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers, pin=s.prec.device.type == "cuda")
     checkpoint = lambda: _save_checkpoint(s, state, optimizer, scheduler)  # noqa: E731
     train_epoch(ddp, stream, opt, state, cached=s.inputs.store is not None, progress=bar, max_steps=cfg.max_steps,
                 checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every)  # fmt: skip

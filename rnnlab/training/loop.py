@@ -16,14 +16,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from rnnlab.data.batching import shard
+from rnnlab.data.batching import ahead, shard
 from rnnlab.metrics import scores
-from rnnlab.runtime import Inputs, Precision, predict_probs
+from rnnlab.runtime import Inputs, Precision, inference_batch_size, predict_probs
 from rnnlab.training.distributed import Dist
 
 
 class _Shards(torch.utils.data.Dataset):
-    """Item p: (p, global batch p, this rank's share of it, its inputs); built in worker processes with --workers."""
+    """Item p: (p, global batch p, this rank's share of it, its inputs, its rows as a tensor); built in worker
+    processes with --workers."""
 
     def __init__(self, inputs: Inputs, batches: list[list[int]], rank: int, world_size: int) -> None:
         self.inputs, self.batches, self.rank, self.world_size = inputs, batches, rank, world_size
@@ -36,25 +37,40 @@ class _Shards(torch.utils.data.Dataset):
         idx = shard(batch, self.rank, self.world_size)
         # A batch smaller than the world leaves some ranks without items; DDP still needs every rank's
         # backward, so such a rank runs one stand-in item whose loss counts zero (see _step).
-        return position, batch, idx, *self.inputs.batch(idx or batch[:1])
+        rows = idx or batch[:1]
+        return position, batch, idx, *self.inputs.batch(rows), torch.tensor(rows, dtype=torch.long)
 
 
-def batch_stream(inputs: Inputs, batches: list[list[int]], start: int, dist: Dist, workers: int) -> DataLoader:
-    """Batches `start`, `start + 1`, … of an epoch, prepared by `workers` background processes (0: inline)."""
+def batch_stream(inputs: Inputs, batches: list[list[int]], start: int, dist: Dist, workers: int, *, pin: bool = False) -> Iterable:
+    """Batches `start`, `start + 1`, … of an epoch, prepared ahead by a background thread (and `workers` processes;
+    0: in that thread), in pinned memory when `pin` (for non-blocking copies to a GPU)."""
     shards = _Shards(inputs, batches, dist.rank, dist.world_size)
     # Its own generator: a DataLoader otherwise draws its workers' seed from the global RNG, which would shift
     # the dropout stream of a resumed epoch against an uninterrupted one.
-    return DataLoader(shards, batch_size=None, sampler=range(start, len(batches)), num_workers=workers,
-                      generator=torch.Generator())  # fmt: skip
+    loader = DataLoader(shards, batch_size=None, sampler=range(start, len(batches)), num_workers=workers,
+                        generator=torch.Generator(), pin_memory=pin)  # fmt: skip
+    return ahead(loader)
 
 
-LossFn = Callable[[torch.Tensor, list[int]], torch.Tensor]
-"""(logits [B, C], the batch's row indices) → the batch's summed loss; distillation passes its own."""
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(logits [B, C], the batch's row indices [B] on the logits' device) → the batch's summed loss; distillation passes
+its own."""
+
+LOG_EVERY = 50
+"""Steps between reads of the running loss from the device: each read waits for the device to finish."""
+
+
+def on_device(table: torch.Tensor) -> Callable[[torch.device], torch.Tensor]:
+    """`table` (labels, teacher logits) copied to a device once, so that indexing it by a batch's rows needs no
+    copy and no host synchronization inside a step."""
+    copies: dict[torch.device, torch.Tensor] = {}
+    return lambda device: copies.setdefault(device, table.to(device))
 
 
 def cross_entropy(labels: torch.Tensor) -> LossFn:
     """The classification loss: summed cross-entropy of logits (never probabilities) against `labels`."""
-    return lambda logits, rows: F.cross_entropy(logits.float(), labels[rows].to(logits.device), reduction="sum")
+    labels_on = on_device(labels)
+    return lambda logits, rows: F.cross_entropy(logits.float(), labels_on(logits.device)[rows], reduction="sum")
 
 
 @dataclass
@@ -73,9 +89,25 @@ class TrainState:
     loop_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
 
-    def record_step(self, position: int, loss: float, n: int, seconds: float) -> None:
-        self.position, self.step, self.loop_seconds = position + 1, self.step + 1, self.loop_seconds + seconds
-        self.loss_sum, self.seen, self.total_seen = self.loss_sum + loss, self.seen + n, self.total_seen + n
+
+class _Running:
+    """The loss summed on the device since the last read, and the examples behind it; `read` folds both into the
+    state (one host synchronization) and returns the mean loss per example of the steps it covers."""
+
+    def __init__(self) -> None:
+        self.loss: torch.Tensor | None = None
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        self.loss = loss if self.loss is None else self.loss + loss
+        self.seen += n
+
+    def read(self, state: TrainState) -> float:
+        loss = self.loss.item() if self.loss is not None else 0.0
+        state.loss_sum, state.seen, state.total_seen = state.loss_sum + loss, state.seen + self.seen, state.total_seen + self.seen
+        mean = loss / max(self.seen, 1)
+        self.loss, self.seen = None, 0
+        return mean
 
 
 @dataclass
@@ -103,42 +135,53 @@ def train_epoch(
     progress: tqdm | None = None,
 ) -> None:
     """Train on `stream` (from `batch_stream`) to the end of the epoch or `max_steps`. `cached`: the stream carries
-    rows of the encoder's frozen trunk from the feature cache instead of token ids."""
+    rows of the encoder's frozen trunk from the feature cache instead of token ids. The loss stays on the device
+    and is read every `LOG_EVERY` steps, before a checkpoint and at the end: the host never waits inside a step."""
     scaler = torch.amp.GradScaler(enabled=opt.prec.dtype == torch.float16)
     model.train()
-    clock = time.perf_counter()
-    for position, batch, idx, x, mask in stream:
-        # forward, backward, step
-        loss, n = _step(model, (batch, idx, x, mask), opt, scaler=scaler, cached=cached)
-        # bookkeeping
-        now = time.perf_counter()
-        state.record_step(position, loss, n, now - clock)
-        clock = now
+    running, clock = _Running(), time.perf_counter()
+    for position, batch, idx, x, mask, rows in stream:
+        loss, n = _step(model, (batch, idx, x, mask, rows), opt, scaler=scaler, cached=cached)
+        running.add(loss, n)
+        state.position, state.step = position + 1, state.step + 1
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(loss=f"{loss / max(n, 1):.4f}")
-        # checkpoint
-        if checkpoint is not None and state.step % checkpoint_every == 0:
+        due = checkpoint is not None and state.step % checkpoint_every == 0
+        stop = max_steps is not None and state.step >= max_steps
+        if due or stop or state.step % LOG_EVERY == 0:
+            clock = _read(state, running, clock, progress)
+        if due:
             checkpoint()
             clock = time.perf_counter()  # checkpoint I/O is not training time
         _test_kill_hook(state.step)
-        # stop
-        if max_steps is not None and state.step >= max_steps:
+        if stop:
             break
+    _read(state, running, clock, progress)
 
 
-def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, cached: bool) -> tuple[float, int]:
-    """One optimizer step; returns this rank's summed loss and its example count.
+def _read(state: TrainState, running: _Running, clock: float, progress: tqdm | None) -> float:
+    """Fold the running loss into the state and count the time since `clock` as training; returns the new clock."""
+    mean = running.read(state)
+    now = time.perf_counter()
+    state.loop_seconds += now - clock
+    if progress is not None:
+        progress.set_postfix(loss=f"{mean:.4f}")
+    return now
+
+
+def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, cached: bool) -> tuple[torch.Tensor, int]:
+    """One optimizer step; returns this rank's summed loss (on the device, detached) and its example count.
 
     The loss is the local sum divided by the global batch size, times world size because DDP averages
     gradients over ranks: the step then equals one process on the whole batch. A batch smaller than the world
     leaves some ranks without items; such a rank runs one stand-in item whose loss counts zero.
     """
-    batch, idx, x, mask = item  # the global batch, this rank's share of it, and that share's inputs
+    batch, idx, x, mask, rows = item  # the global batch, this rank's share of it, that share's inputs and rows
     weight = opt.dist.world_size / len(batch) if idx else 0.0
+    device = opt.prec.device
     with opt.prec.autocast():
-        logits = model(x.to(opt.prec.device), mask.to(opt.prec.device), cached=cached)  # [B, C]
-    loss_sum = opt.loss_fn(logits, list(idx or batch[:1]))
+        logits = model(x.to(device, non_blocking=True), mask.to(device, non_blocking=True), cached=cached)  # [B, C]
+    loss_sum = opt.loss_fn(logits, rows.to(device, non_blocking=True))
     scaler.scale(loss_sum * weight).backward()
     if opt.clip_norm:
         scaler.unscale_(opt.optimizer)
@@ -147,7 +190,7 @@ def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, cached: b
     scaler.update()
     opt.optimizer.zero_grad(set_to_none=True)
     opt.scheduler.step()
-    return (loss_sum.item() if idx else 0.0), len(idx)
+    return loss_sum.detach() * (1.0 if idx else 0.0), len(idx)
 
 
 _KILL_AT_STEP = os.environ.get("RNNLAB_TEST_KILL_AT_STEP")  # read once: the tests set it before the process starts
@@ -162,7 +205,7 @@ def _test_kill_hook(step: int) -> None:
 def evaluate(model, inputs: Inputs, indices, labels: torch.Tensor, num_classes: int, prec: Precision, dist: Dist) -> dict:
     """Loss, accuracy, macro-F1 and confusion on `indices`, sharded over ranks and all-reduced."""
     local = list(indices)[dist.rank :: dist.world_size]
-    probs = predict_probs(model, inputs, local, prec, batch_size=64)
+    probs = predict_probs(model, inputs, local, prec, batch_size=inference_batch_size(prec.device))
     y = labels[local].numpy()
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     loss = 0.0
