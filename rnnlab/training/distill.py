@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import random
+import time
 import re
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from rnnlab.model import load_tensors, load_trained, save_tensors
 from rnnlab.runtime import Precision, autocast_dtype, inference_batch_size, inputs_for, predict_logits, resolve_device
 from rnnlab.training.loop import LossFn, on_device
 from rnnlab.training.token_ids import cached_token_ids
+
+log = logging.getLogger("rnnlab.run")  # the run folder's log.txt (runs.open_log)
 
 TEACHER_FILE = "teacher.safetensors"
 MASK = "[MASK]"
@@ -155,8 +159,10 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
     inputs = inputs_for(model.encoder, cached_token_ids(model.encoder, [data.texts[i] for i in train]))
     prec = Precision(dev, autocast_dtype(dev, True))
     logits = torch.zeros(len(data.texts), len(names))
-    batch = inference_batch_size(dev)
+    batch, start = inference_batch_size(dev), time.perf_counter()
     logits[torch.as_tensor(train)] = torch.from_numpy(predict_logits(model.to(dev), inputs, range(len(train)), prec, batch))
+    seconds = time.perf_counter() - start
+    log.info("teacher %s labelled %d texts in %.1f s (%.0f texts/s)", teacher, len(train), seconds, len(train) / seconds)
     save_tensors(path, {"logits": logits}, {"key": key, "teacher": str(teacher)})
     return logits
 
