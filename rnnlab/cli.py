@@ -230,10 +230,10 @@ def _compare(args: CompareArgs) -> None:
 
 def _export(args: ExportArgs) -> None:
     if args.format == "hf":
-        from rnnlab.serve.hf import export_hf
-
         if args.quantize:
             raise UserError("--quantize writes an int8 ONNX graph; it does not apply to --format hf")
+        from rnnlab.serve.hf import export_hf
+
         print(f"wrote {export_hf(Path(args.run), Path(args.out) if args.out else None)}")
         return
     from rnnlab.serve.onnx import export_onnx

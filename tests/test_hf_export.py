@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from conftest import rnnlab, write_data
 
+from rnnlab import load as rnnlab_load
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, TrainConfig
-from rnnlab.serve.predict import Predictor
 
 # The folder's own loader: pipeline() (batches of 8, right-padded) and AutoModelForSequenceClassification on one
 # left-padded batch; both must run without rnnlab.
@@ -59,11 +59,11 @@ def data(tmp_path_factory) -> tuple[Path, Path]:
     return write_data(tmp_path_factory.mktemp("data"))
 
 
-def _train(run: Path, data: Path, encoder: EncoderConfig, head: HeadConfig) -> Path:
+def _train(run: Path, data: Path, encoder: EncoderConfig, head: HeadConfig, steps: int | None = None) -> Path:
     from rnnlab.training.fit import fit
 
-    cfg = RunConfig(dataset=DataConfig(data=str(data)), encoder=encoder, model=head, run_dir=str(run),
-                    train=TrainConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu", bf16=False, progress=False))  # fmt: skip
+    train = TrainConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu", bf16=False, progress=False, max_steps=steps)
+    cfg = RunConfig(dataset=DataConfig(data=str(data)), encoder=encoder, model=head, run_dir=str(run), train=train)
     fit(cfg)
     return run
 
@@ -85,15 +85,17 @@ def glove_run(tmp_path_factory, data) -> Path:
                   HeadConfig(head="bilstm", hidden_size=8, layers=2, pooling="attention"))  # fmt: skip
 
 
-def _export(run: Path, out: Path) -> Path:
-    result = rnnlab(["export", str(run), "--format", "hf", "--out", str(out)])
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"wrote {out}"
-    return out
+@pytest.fixture(scope="module")
+def bert_folder(bert_run) -> Path:
+    from rnnlab.serve.hf import export_hf
+
+    return export_hf(bert_run)
 
 
-def test_pipeline_in_a_fresh_offline_process_equals_rnnlab_predict(bert_run, glove_run, imdb_texts, tmp_path):
-    folders = [_export(bert_run, tmp_path / "bert"), _export(glove_run, tmp_path / "glove")]
+def test_pipeline_in_a_fresh_offline_process_equals_rnnlab_predict(bert_run, bert_folder, glove_run, imdb_texts, tmp_path):
+    result = rnnlab(["export", str(glove_run), "--format", "hf", "--out", str(tmp_path / "glove")])
+    assert result.returncode == 0 and result.stdout.strip() == f"wrote {tmp_path / 'glove'}", result.stderr
+    folders = [bert_folder, tmp_path / "glove"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", LOADER, *map(str, folders)], input=json.dumps(imdb_texts), env=env,
@@ -102,16 +104,16 @@ def test_pipeline_in_a_fresh_offline_process_equals_rnnlab_predict(bert_run, glo
     loaded = json.loads(done.stdout.splitlines()[-1])
     assert loaded.pop("rnnlab_imported") is False
     for run, folder in zip((bert_run, glove_run), folders):
-        expected = Predictor.load(run, device="cpu", bf16=False).predict_proba(imdb_texts)  # calibrated, as predict is
+        expected = rnnlab_load(run, device="cpu", bf16=False).predict_proba(imdb_texts)  # calibrated, as predict is
         for way in ("pipeline", "direct"):
             np.testing.assert_allclose(np.array(loaded[str(folder)][way]), expected, atol=1e-5, err_msg=f"{run.name} {way}")
     assert not np.allclose(expected.max(1), expected.max(1)[0]), "probes that all get one probability prove little"
 
 
-def test_model_card_carries_results_and_training_command(bert_run, tmp_path):
+def test_model_card_carries_results_and_training_command(bert_run, bert_folder):
     from huggingface_hub import ModelCard
 
-    folder = _export(bert_run, tmp_path / "card")
+    folder = bert_folder
     card = ModelCard.load(folder / "README.md")
     results = json.loads((bert_run / "results.json").read_text())
     metrics = {r.metric_type: r for r in card.data.eval_results}
@@ -156,18 +158,18 @@ def _check_in_process(folder: Path, run: Path, texts: list[str]) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     with torch.no_grad():
         probs = torch.softmax(model(**tokenizer(texts, padding=True, return_tensors="pt")).logits, -1).numpy()
-    np.testing.assert_allclose(probs, Predictor.load(run, device="cpu", bf16=False).predict_proba(texts), atol=1e-5)
+    np.testing.assert_allclose(probs, rnnlab_load(run, device="cpu", bf16=False).predict_proba(texts), atol=1e-5)
 
 
 def test_windowed_run_is_refused_in_one_line(tiny_bert, data, tmp_path):
     encoder = EncoderConfig(encoder=str(tiny_bert), max_length=12, chunks=2)
-    run = _train(tmp_path / "run", data[0], encoder, HeadConfig(head="gru", hidden_size=8))
+    run = _train(tmp_path / "run", data[0], encoder, HeadConfig(head="gru", hidden_size=8), steps=1)
     result = rnnlab(["export", str(run), "--format", "hf"])
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--chunks 2" in result.stderr and "Hugging Face export" in result.stderr
     assert not (run / "hf").exists()
 
 
-def test_onnx_only_options_are_refused_with_hf(bert_run):
-    result = rnnlab(["export", str(bert_run), "--format", "hf", "--quantize"])
+def test_onnx_only_options_are_refused_with_hf(tmp_path):
+    result = rnnlab(["export", str(tmp_path), "--format", "hf", "--quantize"])
     assert result.returncode == 2 and "--quantize" in result.stderr

@@ -27,7 +27,10 @@ from rnnlab.errors import UserError
 MODELING = Path(__file__).parent / "hf_code" / "modeling_rnnlab.py"
 AUTO_MAP = {"AutoConfig": "modeling_rnnlab.RnnlabConfig",
             "AutoModelForSequenceClassification": "modeling_rnnlab.RnnlabForSequenceClassification"}  # fmt: skip
-_DATASETS = {"imdb": ("stanfordnlp/imdb", "IMDB"), "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", "Rotten Tomatoes")}
+_DATASETS = {"imdb": ("stanfordnlp/imdb", "IMDB"),
+             "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", "Rotten Tomatoes")}  # fmt: skip
+INPUTS = ["input_ids", "attention_mask"]
+"""What the word-level tokenizers return (no token_type_ids: the run never had any)."""
 _PROBES = ["A moving, beautifully acted film that I would watch again.", "Dull.", "",
            "The plot was thin and the ending, frankly, made no sense at all; two hours I will not get back. " * 6]  # fmt: skip
 
@@ -126,13 +129,15 @@ def _tokenizer(encoder: torch.nn.Module) -> Any:
         tokenizer = AutoTokenizer.from_pretrained(str(encoder.folder), local_files_only=True)
         tokenizer.backend_tokenizer.no_truncation()
         tokenizer.backend_tokenizer.no_padding()
+    elif hasattr(encoder, "tokenizer"):  # scratch: the run's WordPiece tokenizer already holds its [PAD] and [UNK]
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(encoder.tokenizer.to_str()),
+                                            pad_token="[PAD]", unk_token="[UNK]", model_input_names=INPUTS)  # fmt: skip
     else:
-        backend = Tokenizer.from_str(encoder.tokenizer.to_str()) if hasattr(encoder, "tokenizer") else _word_level(encoder)
-        # normalized=True: the specials are matched in lowercased text, where "[PAD]" or "[UNK]" can never occur,
-        # as the run's regex never makes one token of them either (the scratch tokenizer already holds its own).
-        special = {name: AddedToken(f"[{name[:3].upper()}]", special=True, normalized=True) for name in ("pad_token", "unk_token")}
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=["input_ids", "attention_mask"],
-                                            **special)  # fmt: skip
+        # normalized=True: the specials are looked for in lowercased text, where "[PAD]" and "[UNK]" never occur, as the
+        # run's regex never makes one token of them either.
+        pad, unk = (AddedToken(token, special=True, normalized=True) for token in ("[PAD]", "[UNK]"))
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=_word_level(encoder), pad_token=pad, unk_token=unk,
+                                            model_input_names=INPUTS)  # fmt: skip
     tokenizer.model_max_length = VERY_LARGE_INTEGER  # no length warning: long texts are cut by the model
     return tokenizer
 
@@ -186,14 +191,14 @@ def model_card(run: Path, cfg: RunConfig, out: Path) -> str:
     results = json.loads((run / runs.RESULTS).read_text())
     data = cfg.dataset.test_file or cfg.dataset.data
     hub_id, title = _DATASETS.get(data, (Path(data).name, Path(data).name))
-    metric = dict(task_type="text-classification", task_name="Text Classification", dataset_type=hub_id,
-                  dataset_name=title, dataset_split="test")  # fmt: skip
+    where = dict(task_type="text-classification", task_name="Text Classification", dataset_type=hub_id,
+                 dataset_name=title, dataset_split="test")  # fmt: skip
+    metrics = [EvalResult(**where, metric_type="accuracy", metric_name="Accuracy", metric_value=results["test_accuracy"]),
+               EvalResult(**where, metric_type="f1", metric_name="Macro-F1", metric_args={"average": "macro"},
+                          metric_value=results["test_macro_f1"])]  # fmt: skip
     card = ModelCardData(model_name=run.name, library_name="transformers", pipeline_tag="text-classification",
-                         tags=["rnnlab", "text-classification", cfg.model.head], datasets=[hub_id] if data in _DATASETS else None,
-                         eval_results=[EvalResult(**metric, metric_type="accuracy", metric_name="Accuracy",
-                                                  metric_value=results["test_accuracy"]),
-                                       EvalResult(**metric, metric_type="f1", metric_name="Macro-F1", metric_args={"average": "macro"},
-                                                  metric_value=results["test_macro_f1"])])  # fmt: skip
+                         tags=["rnnlab", "text-classification", cfg.model.head], eval_results=metrics,
+                         datasets=[hub_id] if data in _DATASETS else None)  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     labels, temperature = ", ".join(config["id2label"].values()), config["calibration_temperature"]
     scaled = (f"The logits are divided by the temperature {temperature:.4g} that `rnnlab analyze` fitted on the validation "
