@@ -11,6 +11,8 @@ import dataclasses
 import importlib.resources
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +22,8 @@ import pytest
 from conftest import rnnlab, write_data
 
 from rnnlab import load as rnnlab_load
+from rnnlab import runs
+from rnnlab.cli import TrainArgs, _parse
 from rnnlab.config import DataConfig, EncoderConfig, HeadConfig, RunConfig, TrainConfig
 
 # The folder's own loader: pipeline() (batches of 8, right-padded) and AutoModelForSequenceClassification on one
@@ -120,7 +124,11 @@ def test_model_card_carries_results_and_training_command(bert_run, bert_folder):
     assert metrics["accuracy"].metric_value == results["test_accuracy"]
     assert metrics["f1"].metric_value == results["test_macro_f1"] and metrics["f1"].metric_args == {"average": "macro"}
     assert {r.dataset_split for r in card.data.eval_results} == {"test"}
-    assert "rnnlab train --data " in card.text and "--head bigru" in card.text and "--max-length 16" in card.text
+    command = re.search(r"```bash\n(rnnlab train .*)\n```", card.text).group(1)
+    parsed = _parse(TrainArgs, shlex.split(command)[2:], "rnnlab train").run
+    saved = runs.read_config(bert_run)
+    assert parsed.model == saved.model and parsed.encoder == saved.encoder and parsed.dataset == saved.dataset
+    assert "--head bigru" in command and parsed.train.lr == saved.train.lr == 1e-2
     assert "temperature 1.7" in card.text
     config = json.loads((folder / "config.json").read_text())
     assert config["id2label"] == {"0": "neg", "1": "pos"} and config["calibration_temperature"] == 1.7

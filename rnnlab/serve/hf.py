@@ -12,6 +12,7 @@ import dataclasses
 import importlib.util
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -179,8 +180,11 @@ def train_command(cfg: RunConfig) -> str:
             value = getattr(section, field.name)
             if field.name in skip or dataclasses.is_dataclass(value) or value == getattr(default, field.name):
                 continue
-            flag = "--" + field.name.replace("_", "-")
-            parts.append((flag if value else f"--no-{flag[2:]}") if isinstance(value, bool) else f"{flag} {value}")
+            name = field.name.replace("_", "-")
+            if isinstance(value, bool):
+                parts.append(f"--{name}" if value else f"--no-{name}")
+            else:
+                parts.append(f"--{name} {shlex.quote(str(value))}")
     return " ".join(parts)
 
 
