@@ -149,10 +149,12 @@ def test_every_head_exports_on_a_scratch_encoder(head, data, imdb_texts, tmp_pat
     _check_in_process(export_hf(run), run, imdb_texts)
 
 
-def test_layer_mix_encoder_exports(tiny_bert, data, imdb_texts, tmp_path):
+@pytest.mark.parametrize("split", [{"finetune": False, "layer_mix": 3}, {"finetune_layers": 1}], ids=["layer_mix", "top_layer"])
+def test_split_transformer_encoder_exports(split, tiny_bert, data, imdb_texts, tmp_path):
+    """A learned mix of hidden states, and a run whose trunk ran apart from its trained top layer."""
     from rnnlab.serve.hf import export_hf
 
-    encoder = EncoderConfig(encoder=str(tiny_bert), finetune=False, layer_mix=3, max_length=12, cache_dir=str(tmp_path / "c"))
+    encoder = EncoderConfig(encoder=str(tiny_bert), **split, max_length=12, cache_dir=str(tmp_path / "c"))
     run = _train(tmp_path / "run", data[0], encoder, HeadConfig(head="gru", hidden_size=8, pooling="mean"))
     _check_in_process(export_hf(run, tmp_path / "hf"), run, imdb_texts)
 

@@ -105,7 +105,8 @@ def _hf_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The run's weights under the exported model's names: a recurrent head's per-layer, per-direction modules
     become one torch.nn.RNN/GRU/LSTM (`forward_layers.L.weight_ih_l0` → `rnn.weight_ih_lL`, backward → `..._reverse`),
     a word-vector table becomes the embedding's weight; everything else keeps its name."""
-    state = dict(model.state_dict())
+    # `encoder.layers` (--finetune-layers) is a second name for the transformer's own layer list.
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.layers.")}
     if hasattr(model.encoder, "table"):  # frozen word vectors are a non-persistent buffer: absent from state_dict
         state.pop("encoder.table", None)
         state["encoder.embedding.weight"] = model.encoder.table
