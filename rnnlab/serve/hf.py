@@ -189,11 +189,10 @@ def train_command(cfg: RunConfig) -> str:
     return " ".join(parts)
 
 
-def model_card(run: Path, cfg: RunConfig, out: Path) -> str:
-    """README.md: Hub metadata (`model-index` with the test accuracy and macro-F1 of results.json), then use and limits."""
+def card_metadata(run: Path, cfg: RunConfig, results: dict[str, Any]) -> str:
+    """The card's YAML: Hub `model-index` with the test accuracy and macro-F1 of results.json."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    results = json.loads((run / runs.RESULTS).read_text())
     data = cfg.dataset.test_file or cfg.dataset.data
     hub_id, title = _DATASETS.get(data, (Path(data).name, Path(data).name))
     where = dict(task_type="text-classification", task_name="Text Classification", dataset_type=hub_id,
@@ -204,6 +203,13 @@ def model_card(run: Path, cfg: RunConfig, out: Path) -> str:
     card = ModelCardData(model_name=run.name, library_name="transformers", pipeline_tag="text-classification",
                          tags=["rnnlab", "text-classification", cfg.model.head], eval_results=metrics,
                          datasets=[hub_id] if data in _DATASETS else None)  # fmt: skip
+    return card.to_yaml()
+
+
+def model_card(run: Path, cfg: RunConfig, out: Path) -> str:
+    """README.md: the metadata, the test figures, how to use it, the training command, intended use and limits."""
+    results = json.loads((run / runs.RESULTS).read_text())
+    data = cfg.dataset.test_file or cfg.dataset.data
     config = json.loads((out / "config.json").read_text())
     labels, temperature = ", ".join(config["id2label"].values()), config["calibration_temperature"]
     scaled = (f"The logits are divided by the temperature {temperature:.4g} that `rnnlab analyze` fitted on the validation "
@@ -211,7 +217,7 @@ def model_card(run: Path, cfg: RunConfig, out: Path) -> str:
               "No temperature was fitted (`rnnlab analyze` fits one); the probabilities are the model's own.")  # fmt: skip
     cut = {"head": "the first", "tail": "the last", "head_tail": "the first quarter and the last three quarters of the"}
     return f"""---
-{card.to_yaml()}
+{card_metadata(run, cfg, results)}
 ---
 
 # {run.name}
