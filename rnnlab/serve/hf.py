@@ -30,6 +30,7 @@ AUTO_MAP = {"AutoConfig": "modeling_rnnlab.RnnlabConfig",
             "AutoModelForSequenceClassification": "modeling_rnnlab.RnnlabForSequenceClassification"}  # fmt: skip
 _DATASETS = {"imdb": ("stanfordnlp/imdb", "IMDB"),
              "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", "Rotten Tomatoes")}  # fmt: skip
+WORD_PAD = "<rnnlab:pad>"
 INPUTS = ["input_ids", "attention_mask"]
 """What the word-level tokenizers return (no token_type_ids: the run never had any)."""
 _PROBES = ["A moving, beautifully acted film that I would watch again.", "Dull.", "",
@@ -123,7 +124,7 @@ def _hf_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _tokenizer(encoder: torch.nn.Module) -> Any:
     """A transformer's own tokenizer; for word vectors a word-level tokenizer over the run's vocabulary and regex;
     for a scratch encoder the run's WordPiece tokenizer. None pads or truncates: the model cuts as the run did."""
-    from tokenizers import AddedToken, Tokenizer
+    from tokenizers import Tokenizer
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
     from transformers.tokenization_utils_base import VERY_LARGE_INTEGER
 
@@ -135,11 +136,9 @@ def _tokenizer(encoder: torch.nn.Module) -> Any:
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(encoder.tokenizer.to_str()),
                                             pad_token="[PAD]", unk_token="[UNK]", model_input_names=INPUTS)  # fmt: skip
     else:
-        # normalized=True: the specials are looked for in lowercased text, where "[PAD]" and "[UNK]" never occur, as the
-        # run's regex never makes one token of them either.
-        pad, unk = (AddedToken(token, special=True, normalized=True) for token in ("[PAD]", "[UNK]"))
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=_word_level(encoder), pad_token=pad, unk_token=unk,
-                                            model_input_names=INPUTS)  # fmt: skip
+        # The pad token is an added token, which is matched in the raw text: "[PAD]" there would become padding, where
+        # the run read "[", "pad", "]"; this one no review contains.
+        tokenizer = PreTrainedTokenizerFast(tokenizer_object=_word_level(encoder), pad_token=WORD_PAD, model_input_names=INPUTS)
     tokenizer.model_max_length = VERY_LARGE_INTEGER  # no length warning: long texts are cut by the model
     return tokenizer
 
@@ -150,7 +149,7 @@ def _word_level(encoder: torch.nn.Module) -> Any:
 
     from rnnlab.encoders.words import _WORD
 
-    tokenizer = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, **encoder.vocab}, unk_token="[UNK]"))
+    tokenizer = Tokenizer(models.WordLevel({WORD_PAD: 0, "[UNK]": 1, **encoder.vocab}, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.Lowercase()
     # invert=True keeps the pattern's matches and drops what lies between them: re.findall.
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(_WORD.pattern), behavior="removed", invert=True)
