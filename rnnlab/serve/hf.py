@@ -90,8 +90,10 @@ def _config_fields(cfg: RunConfig, model: torch.nn.Module, labels: list[str], te
     fields: dict[str, Any] = {"max_tokens": encoder.max_length, "truncation": encoder.truncation, "pad_id": encoder.pad_id}
     if encoder.pretrained:
         prefix, suffix = encoder.special_tokens()
-        fields.update(encoder_kind="transformer", encoder_config=encoder.model.config.to_dict(), layer_mix=encoder.layer_mix,
-                      special_prefix=prefix, special_suffix=suffix)  # fmt: skip
+        own = encoder.model.config  # its non-default fields, without the local folder it was read from
+        own = {**{k: v for k, v in own.to_diff_dict().items() if k != "_name_or_path"}, "model_type": own.model_type}
+        fields.update(encoder_kind="transformer", encoder_config=own, layer_mix=encoder.layer_mix, special_prefix=prefix,
+                      special_suffix=suffix)  # fmt: skip
     else:
         table = encoder.table if hasattr(encoder, "table") else encoder.embedding.weight
         fields.update(encoder_kind="embedding", vocab_size=table.shape[0], embedding_dim=table.shape[1], unk_id=1)
