@@ -115,13 +115,15 @@ class ServeArgs:
 
 @dataclass
 class ExportArgs:
-    """Export a finished run (encoder + head + classifier) as one ONNX graph, optionally int8-quantized."""
+    """Export a finished run (encoder + head + classifier): one ONNX graph, or a Hugging Face folder."""
 
     run: Positional[str]
-    format: Literal["onnx"] = "onnx"
-    """Export format."""
+    format: Literal["onnx", "hf"] = "onnx"
+    """`onnx`: RUN/model.onnx for `--engine onnx`; `hf`: a folder `transformers.pipeline` loads (trust_remote_code)."""
     quantize: bool = False
-    """Also write an int8 dynamically quantized graph (model.int8.onnx)."""
+    """With --format onnx: also write an int8 dynamically quantized graph (model.int8.onnx)."""
+    out: str | None = None
+    """With --format hf: the folder to write (default RUN/hf)."""
 
 
 @dataclass
@@ -227,8 +229,17 @@ def _compare(args: CompareArgs) -> None:
 
 
 def _export(args: ExportArgs) -> None:
+    if args.format == "hf":
+        if args.quantize:
+            raise UserError("--quantize writes an int8 ONNX graph; it does not apply to --format hf")
+        from rnnlab.serve.hf import export_hf
+
+        print(f"wrote {export_hf(Path(args.run), Path(args.out) if args.out else None)}")
+        return
     from rnnlab.serve.onnx import export_onnx
 
+    if args.out:
+        raise UserError("--out names the Hugging Face folder; --format onnx writes RUN/model.onnx")
     print(f"wrote {export_onnx(Path(args.run), quantize=args.quantize)}")
 
 
