@@ -7,9 +7,9 @@ server accepts and is told of every status code it can get back.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from rnnlab.config import ServeLimits
 
@@ -19,15 +19,19 @@ NOT_BLANK = f"[^{_BLANKS}]"
 """The `pattern` of a text in the request schema: at least one character that is not whitespace."""
 
 
+# JSON Schema's integers include 2.0; a strict int would refuse it (and true, "2" and 2.5 stay refused).
+_Count = Annotated[int, Field(ge=1), BeforeValidator(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(use_attribute_docstrings=True)  # the docstrings below become the schema's descriptions
 
 
 class ClassifyRequest(_Model):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as the schema says: `"explain": 0` is no boolean
     inputs: str | list[str]
     """One text, or a list of texts; each needs a character that is not whitespace."""
-    top_k: int | None = Field(default=None, ge=1)
+    top_k: _Count | None = None
     """Return only the `top_k` most probable classes per text (default: all)."""
     explain: bool = False
     """Add each token's attribution (gradient × input) towards the predicted class."""
