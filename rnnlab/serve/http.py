@@ -1,7 +1,8 @@
 """`rnnlab serve RUN`: an HTTP API over a run, with micro-batching, limits, metrics and a web page.
 
 Every answer that is not 2xx has one JSON shape, `{"error": {"type", "message", "request_id"}}`, the framework's own
-(404, 405, 413, validation) included; no traceback ever reaches a client. The model loads in a background thread,
+(404, 405, 413, validation) included; no traceback ever reaches a client. `/openapi.json` lists every status code
+of every route and the limits of the request (serve/contract.py). The model loads in a background thread,
 so `/health` answers at once and `/ready` turns 200 only after a warm-up batch.
 """
 
