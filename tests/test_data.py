@@ -7,8 +7,11 @@ import json
 import random
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
+from conftest import write_data, write_reviews
 
 from rnnlab.config import DataConfig
 from rnnlab.data import (
@@ -218,10 +221,83 @@ def test_missing_or_unsupported_files(tmp_path):
     with pytest.raises(UserError, match=r"nope\.csv: file not found"):
         read_examples(str(tmp_path / "nope.csv"), "text", "label")
     (tmp_path / "d.txt").write_text("hello\n", encoding="utf-8")
-    with pytest.raises(UserError, match=r"d\.txt: not a packaged dataset .* \.csv, \.tsv or \.jsonl"):
+    with pytest.raises(UserError, match=r"d\.txt: not a packaged dataset .* \.csv, \.tsv, \.jsonl or \.parquet"):
         read_examples(str(tmp_path / "d.txt"), "text", "label")
     with pytest.raises(UserError, match=r"did you mean 'imdb'"):
         read_examples("imbd", "text", "label")
+
+
+def write_parquet(path, columns: dict[str, pa.Array | list]):
+    pq.write_table(pa.table(columns), path)
+    return str(path)
+
+
+def test_parquet_reads_any_column_names_and_label_types(tmp_path):
+    texts = ["a good film", "a dull, long film", "fine"]
+    stars = write_parquet(tmp_path / "d.parquet", {"id": [7, 8, 9], "review": texts, "stars": [1.0, 0.0, 1.0]})
+    assert read_examples(stars, "review", "stars").labels == ["1", "0", "1"]
+    coded = pa.array(["pos", "neg", "pos"]).dictionary_encode()  # what pandas writes for a categorical column
+    named = write_parquet(tmp_path / "c.parquet", {"text": pa.array(texts, pa.large_string()), "label": coded})
+    examples = read_examples(named, "text", "label")
+    assert examples.texts == texts and examples.labels == ["pos", "neg", "pos"]
+
+
+BAD_PARQUET = {
+    "misspelt column": ({"txt": ["ok"], "label": [1]}, r"bad\.parquet: no column 'text' \(--text-column\); did you mean 'txt'\?"),
+    "missing label column": ({"text": ["ok"], "y": [1]}, r"bad\.parquet: no column 'label' \(--label-column\).*Columns: text, y"),
+    "null text": ({"text": ["ok", None], "label": [1, 0]}, r"bad\.parquet row 2: empty text in column 'text'"),
+    "blank text": ({"text": ["ok", "  "], "label": [1, 0]}, r"bad\.parquet row 2: empty text in column 'text'"),
+    "null label": ({"text": ["ok", "fine"], "label": [1, None]}, r"bad\.parquet row 2: missing label in column 'label'"),
+    "no rows": ({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}, r"bad\.parquet: no rows"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("columns, message", BAD_PARQUET.values(), ids=BAD_PARQUET.keys())
+def test_bad_parquet_is_a_user_error_naming_the_place(tmp_path, columns, message):
+    path = write_parquet(tmp_path / "bad.parquet", columns)
+    with pytest.raises(UserError, match=message) as info:
+        read_examples(path, "text", "label")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"text,label\nok,1\n"], ids=["empty", "a CSV"])
+def test_an_unreadable_parquet_file_is_named(tmp_path, content):
+    (tmp_path / "bad.parquet").write_bytes(content)
+    with pytest.raises(UserError, match=r"bad\.parquet: not a readable Parquet file \(") as info:
+        read_examples(str(tmp_path / "bad.parquet"), "text", "label")
+    assert "\n" not in str(info.value)
+
+
+def test_a_parquet_file_trains_and_evaluates_as_the_same_csv(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from rnnlab import runs
+    from rnnlab.cli import main
+
+    _, glove = write_data(tmp_path)  # a fixed vocabulary: the same texts give the same weights, bit for bit
+    rows = write_reviews(60)
+    texts, labels = (list(column) for column in zip(*rows))
+    sources = {"csv": write_csv(tmp_path / "reviews.csv", rows),
+               "parquet": write_parquet(tmp_path / "reviews.parquet", {"text": texts, "label": labels})}  # fmt: skip
+    manifests, evaluations = {}, {}
+    for kind, data in sources.items():
+        run = tmp_path / kind
+        args = ["train", "--data", data, "--encoder", str(glove), "--head", "gru", "--hidden-size", "4", "--epochs", "1",
+                "--no-progress", "--no-bf16", "--run-dir", str(run)]  # fmt: skip
+        assert main(args) == 0
+        manifests[kind] = json.loads((run / runs.SPLIT).read_text())
+        capsys.readouterr()
+        assert main(["evaluate", str(tmp_path / "csv"), "--data", data, "--device", "cpu"]) == 0
+        evaluations[kind] = json.loads(capsys.readouterr().out)
+    assert manifests["parquet"].pop("dataset").endswith(".parquet") and manifests["csv"].pop("dataset").endswith(".csv")
+    assert manifests["parquet"] == manifests["csv"]  # the same hash, indices and labels
+    evaluations["csv"].pop("data"), evaluations["parquet"].pop("data")
+    assert evaluations["parquet"] == evaluations["csv"] and evaluations["csv"]["examples"] == 60
+    weights = [load_file(tmp_path / kind / runs.WEIGHTS) for kind in sources]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])  # the same model learnt
+    unknown = write_parquet(tmp_path / "bad.parquet", {"text": ["a fine film", "a film"], "label": ["pos", "maybe"]})
+    assert main(["evaluate", str(tmp_path / "csv"), "--data", unknown, "--device", "cpu"]) == 2
+    assert "bad.parquet: row 2 has label 'maybe'" in capsys.readouterr().err  # Parquet rows count from 1
 
 
 def test_single_class_and_unsplittable_data(tmp_path):

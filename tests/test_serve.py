@@ -56,7 +56,9 @@ class GatedLabeller(Labeller):
 
 
 def _loaded(labeller: Labeller) -> Loaded:
-    return Loaded(labeller, None, {"run": "fake", "max_length": 8, "labels": labeller.label_names})
+    info = {"run": "fake", "engine": "torch", "encoder": "words", "head": "gru", "labels": labeller.label_names,
+            "max_length": 8, "truncation": "head", "temperature": 1.0, "test_accuracy": None}  # fmt: skip
+    return Loaded(labeller, None, info)
 
 
 def _client(labeller: Labeller | None = None, limits: ServeLimits | None = None, **kwargs) -> TestClient:

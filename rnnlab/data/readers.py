@@ -1,8 +1,9 @@
-"""Read labelled texts from CSV, TSV or JSONL files, or from the packaged movie-review datasets.
+"""Read labelled texts from CSV, TSV, JSONL or Parquet files, or from the packaged movie-review datasets.
 
 Every problem a user can cause becomes one `UserError` line naming the file and the row, line or column at
-fault. Rows are numbered as a spreadsheet shows them: the header is row 1, so the first data row is row 2.
-Labels are always strings ("1" and 1 are the same label); texts are kept exactly as written.
+fault. CSV rows are numbered as a spreadsheet shows them: the header is row 1, so the first data row is row 2;
+a Parquet file has no header row, so its first record is row 1. Labels are always strings ("1" and 1 are the
+same label); texts are kept exactly as written.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ Row = tuple[str, Any, Any]  # (where, text, label): `where` is "row 5" or "line 
 
 
 def read_examples(data: str, text_column: str = "text", label_column: str = "label") -> Examples:
-    """Read `data`: a packaged dataset name or a .csv/.tsv/.jsonl file (the suffix decides the format).
+    """Read `data`: a packaged dataset name or a .csv/.tsv/.jsonl/.parquet file (the suffix decides the format).
 
     For packaged datasets the column options are ignored.
     """
@@ -60,18 +61,20 @@ def read_examples(data: str, text_column: str = "text", label_column: str = "lab
         return Examples(list(texts), list(labels), data.lower())
     path = Path(data)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".tsv", ".jsonl"):
+    if suffix not in (".csv", ".tsv", ".jsonl", ".parquet"):
         guess = difflib.get_close_matches(data.lower(), PACKAGED, n=1)
         hint = f"; did you mean '{guess[0]}'?" if guess else ""
-        raise UserError(f"{data}: not a packaged dataset ({', '.join(PACKAGED)}) nor a .csv, .tsv or .jsonl file{hint}")
+        raise UserError(f"{data}: not a packaged dataset ({', '.join(PACKAGED)}) nor a .csv, .tsv, .jsonl or .parquet file{hint}")
     if not path.is_file():
         raise UserError(f"{data}: file not found" if not path.exists() else f"{data}: is not a file")
-    content = _decode(path, data)
     columns = {"--text-column": text_column, "--label-column": label_column}
-    if suffix == ".jsonl":
-        rows = _jsonl_rows(content, data, columns)
+    if suffix == ".parquet":
+        rows = _parquet_rows(path, data, columns)
+    elif suffix == ".jsonl":
+        rows = _jsonl_rows(_decode(path, data), data, columns)
     else:
-        rows = ((where, *values) for where, values in _csv_rows(content, data, columns, "\t" if suffix == ".tsv" else ","))
+        delimiter = "\t" if suffix == ".tsv" else ","
+        rows = ((where, *values) for where, values in _csv_rows(_decode(path, data), data, columns, delimiter))
     return _collect(rows, data, text_column, label_column)
 
 
@@ -168,6 +171,24 @@ def _jsonl_rows(content: str, name: str, columns: dict[str, str]) -> Iterator[Ro
                 keys = [str(k) for k in obj]
                 _find_column(key, keys, f"{name} line {number}", option)  # raises, with a close match if any
         yield f"line {number}", obj[text_key], obj[label_key]
+
+
+def _parquet_rows(path: Path, name: str, columns: dict[str, str]) -> Iterator[Row]:
+    import pyarrow as pa  # here, not at the top: only Parquet files need it
+    import pyarrow.parquet as pq
+
+    (text_option, text_column), (label_option, label_column) = columns.items()
+    try:
+        file = pq.ParquetFile(path)
+        available = file.schema_arrow.names
+        for option, column in ((text_option, text_column), (label_option, label_column)):
+            _find_column(column, available, name, option)  # raises, with a close match if any
+        table = file.read(columns=list(dict.fromkeys([text_column, label_column])))
+    except (pa.ArrowException, OSError) as e:
+        raise UserError(f"{name}: not a readable Parquet file ({e})") from None
+    texts, labels = table.column(text_column).to_pylist(), table.column(label_column).to_pylist()
+    for number, (text, label) in enumerate(zip(texts, labels), start=1):
+        yield f"row {number}", "" if text is None else text, label  # a null text is an empty one, as in a CSV
 
 
 def _collect(rows: Iterator[Row], name: str, text_column: str, label_column: str) -> Examples:

@@ -83,7 +83,7 @@ def labelled_file(
     mapping = parse_label_map(label_map, names) if label_map else {}
     examples = read_examples(data_file, text_column or cfg.dataset.text_column, label_column or cfg.dataset.label_column)
     index = {name: i for i, name in enumerate(names)}
-    first = 1 if str(data_file).endswith(".jsonl") else 2  # a CSV/TSV header is row 1, as in data/readers.py
+    first = 1 if str(data_file).endswith((".jsonl", ".parquet")) else 2  # a CSV/TSV header is row 1, as in data/readers.py
     labels = []
     for row, label in enumerate(examples.labels, start=first):
         label = mapping.get(label, label)

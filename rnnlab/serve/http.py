@@ -1,7 +1,8 @@
 """`rnnlab serve RUN`: an HTTP API over a run, with micro-batching, limits, metrics and a web page.
 
 Every answer that is not 2xx has one JSON shape, `{"error": {"type", "message", "request_id"}}`, the framework's own
-(404, 405, 413, validation) included; no traceback ever reaches a client. The model loads in a background thread,
+(404, 405, 413, validation) included; no traceback ever reaches a client. `/openapi.json` lists every status code
+of every route and the limits of the request (serve/contract.py). The model loads in a background thread,
 so `/health` answers at once and `/ready` turns 200 only after a warm-up batch.
 """
 
@@ -21,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from rnnlab.config import ServeLimits
 from rnnlab.errors import UserError
 from rnnlab.serve.batcher import Labelled, MicroBatcher, QueueFull
+from rnnlab.serve.contract import ClassifyRequest, ClassifyResponse, Info, Status, classify_request_schema, error_responses
 from rnnlab.serve.explain import Attribution
 from rnnlab.serve.labeller import Labeller
 
@@ -42,15 +44,6 @@ class Loaded:
     labeller: Labeller
     explainer: Callable[[list[list[int]]], list[Attribution]] | None
     info: dict[str, Any]
-
-
-class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    inputs: str | list[str]
-    top_k: int | None = Field(default=None, ge=1)
-    """Return only the `top_k` most probable classes per text (default: all)."""
-    explain: bool = False
-    """Add each token's attribution (gradient × input) towards the predicted class."""
 
 
 class ApiError(Exception):
@@ -127,25 +120,27 @@ def _load(state: _State, load: Callable[[], Loaded]) -> None:
 
 
 def _add_routes(app: FastAPI, state: _State) -> None:
-    @app.get("/health")
+    @app.get("/health", response_model=Status)
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready")
+    @app.get("/ready", response_model=Status, responses=error_responses(503))
     def ready() -> dict[str, str]:
         _require_ready(state)
         return {"status": "ready"}
 
-    @app.get("/v1/info")
+    @app.get("/v1/info", response_model=Info, responses=error_responses(503))
     def info() -> dict[str, Any]:
         loaded = _require_ready(state)
         return {**loaded.info, "limits": asdict(state.limits), "api_key_required": state.api_key is not None}
 
     # The body is parsed here, not by FastAPI, so that JSON is read whatever Content-Type a client sends (curl's
     # -d says form-urlencoded) and so that invalid JSON is a 400, not a validation error.
-    schema = {"requestBody": {"required": True, "content": {"application/json": {"schema": ClassifyRequest.model_json_schema()}}}}
+    body_schema = {"required": True, "content": {"application/json": {"schema": classify_request_schema(state.limits)}}}
 
-    @app.post("/v1/classify", openapi_extra=schema, max_body_size=state.limits.max_body_bytes)
+    @app.post("/v1/classify", response_model=ClassifyResponse, response_model_exclude_none=True,
+              responses=error_responses(400, 401, 413, 422, 429, 500, 503, 504),
+              openapi_extra={"requestBody": body_schema}, max_body_size=state.limits.max_body_bytes)  # fmt: skip
     async def classify(request: Request) -> dict[str, Any]:
         _check_key(state, request)
         loaded = _require_ready(state)
@@ -161,7 +156,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
             raise ApiError(504, "timeout", f"no answer within {state.limits.timeout_s:g} s") from None
         return {"results": _results(labelled, loaded, body.top_k), "model": loaded.info["run"]}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format"}})
     def metrics() -> Response:
         state.metrics.queue.set(state.batcher.depth if state.batcher else 0)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
