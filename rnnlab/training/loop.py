@@ -101,12 +101,16 @@ def train_epoch(
     checkpoint_every: int = 0,
     max_steps: int | None = None,
     progress: tqdm | None = None,
+    on_log: Callable[[int, float], None] | None = None,
+    log_every: int = 0,
 ) -> None:
     """Train on `stream` (from `batch_stream`) to the end of the epoch or `max_steps`. `cached`: the stream carries
-    rows of the encoder's frozen trunk from the feature cache instead of token ids."""
+    rows of the encoder's frozen trunk from the feature cache instead of token ids. `on_log(step, loss)` is called
+    every `log_every` steps with the mean loss since its last call (or the epoch's start)."""
     scaler = torch.amp.GradScaler(enabled=opt.prec.dtype == torch.float16)
     model.train()
     clock = time.perf_counter()
+    logged = (state.loss_sum, state.seen)
     for position, batch, idx, x, mask in stream:
         # forward, backward, step
         loss, n = _step(model, (batch, idx, x, mask), opt, scaler=scaler, cached=cached)
@@ -117,6 +121,10 @@ def train_epoch(
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss / max(n, 1):.4f}")
+        # report
+        if on_log is not None and state.step % log_every == 0:
+            on_log(state.step, (state.loss_sum - logged[0]) / max(state.seen - logged[1], 1))
+            logged, clock = (state.loss_sum, state.seen), time.perf_counter()  # reporting is not training time
         # checkpoint
         if checkpoint is not None and state.step % checkpoint_every == 0:
             checkpoint()
