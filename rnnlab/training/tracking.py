@@ -125,36 +125,48 @@ class TensorBoardTracker(Tracker):
     def __init__(self, run: Path, *, resume: bool = False) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        folder = run / TENSORBOARD_DIR
+        self.folder, self.resume, self.make = run / TENSORBOARD_DIR, resume, SummaryWriter
         if not resume:  # a new run starts clean, as runs.claim leaves the rest of the folder
-            shutil.rmtree(folder, ignore_errors=True)
-        self.writer = SummaryWriter(log_dir=str(folder))
-        self.hparams: dict[str, Any] = {}
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.writer = None
+        self.config: dict[str, Any] = {}
         self.step = 0
 
+    def _writer(self, step: int):
+        """Opened at the first report: a resumed run then hides what it reported past its checkpoint before it
+        stopped (purge_step), as it is about to report those steps again."""
+        if self.writer is None:
+            self.writer = self.make(log_dir=str(self.folder), purge_step=step if self.resume else None)
+            if not self.resume:
+                self.writer.add_text("config", _code_block(self.config))
+        return self.writer
+
     def log_params(self, config: dict[str, Any]) -> None:
-        self.writer.add_text("config", _code_block(config))
-        # The hparams plugin takes numbers, strings and booleans only.
-        self.hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(config).items()}
+        self.config = config
 
     def log_metrics(self, row: dict[str, Any], step: int) -> None:
+        writer = self._writer(step)
         for key, value in numbers(row).items():
             if key != "step":
-                self.writer.add_scalar(key, value, step)
+                writer.add_scalar(key, value, step)
         self.step = step
 
     def log_results(self, results: dict[str, Any]) -> None:
-        self.writer.add_text("results", _code_block(results))
-        # run_name "." writes the hparams session into this run's own folder, not a timestamped one below it.
-        self.writer.add_hparams(self.hparams, numbers(results), run_name=".", global_step=self.step)
+        writer = self._writer(self.step)
+        writer.add_text("results", _code_block(results), self.step)
+        # The hparams plugin takes numbers, strings and booleans; run_name "." writes its session into this run's
+        # own folder rather than a timestamped one below it.
+        hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(self.config).items()}
+        writer.add_hparams(hparams, numbers(results), run_name=".", global_step=self.step)
 
     def close(self, failed: bool = False) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 class MlflowTracker(Tracker):
     """One MLflow run in RUN/mlflow.db (artifacts in RUN/mlruns/), or in $MLFLOW_TRACKING_URI's store when set;
-    the experiment is $MLFLOW_EXPERIMENT_NAME or `rnnlab`."""
+    the experiment is $MLFLOW_EXPERIMENT_NAME or `rnnlab`. A resumed run reports into the MLflow run it started."""
 
     def __init__(self, run: Path, *, resume: bool = False) -> None:
         from mlflow.tracking import MlflowClient
@@ -162,21 +174,29 @@ class MlflowTracker(Tracker):
         folder = run.resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI")
         self.client = MlflowClient(tracking_uri=uri or f"sqlite:///{folder / MLFLOW_DB}")
+        experiment_id = self._experiment(None if uri else (folder / MLFLOW_ARTIFACTS).as_uri())
+        self.logged: dict[str, int] = {}  # the last step of each metric reported before a resume
+        self.run_id = (resume and self._reopen(experiment_id, folder)) or self.client.create_run(
+            experiment_id, run_name=run.name, tags={RUN_TAG: str(folder)}
+        ).info.run_id
+        self.step = 0
+
+    def _reopen(self, experiment_id: str, folder: Path) -> str | None:
+        """The MLflow run this run folder started, marked running again; None if there is none."""
+        found = self.client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{folder}'", max_results=1,
+                                        order_by=["attributes.start_time DESC"])  # fmt: skip
+        if not found:
+            return None
+        run_id = found[0].info.run_id
+        self.client.update_run(run_id, status="RUNNING")
+        history = self.client.get_metric_history
+        self.logged = {key: max(m.step for m in history(run_id, key)) for key in found[0].data.metrics}
+        return run_id
+
+    def _experiment(self, artifacts: str | None) -> str:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME", "rnnlab")
         experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None:
-            experiment_id = experiment.experiment_id
-        else:
-            artifacts = None if uri else (folder / MLFLOW_ARTIFACTS).as_uri()
-            experiment_id = self.client.create_experiment(name, artifact_location=artifacts)
-        earlier = self.client.search_runs([experiment_id], f"tags.`{RUN_TAG}` = '{folder}'", max_results=1,
-                                          order_by=["attributes.start_time DESC"]) if resume else []  # fmt: skip
-        if earlier:
-            self.run_id = earlier[0].info.run_id
-            self.client.update_run(self.run_id, status="RUNNING")
-        else:
-            self.run_id = self.client.create_run(experiment_id, run_name=run.name, tags={RUN_TAG: str(folder)}).info.run_id
-        self.step = 0
+        return experiment.experiment_id if experiment else self.client.create_experiment(name, artifact_location=artifacts)
 
     def log_params(self, config: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -189,7 +209,8 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in numbers(row).items() if k != "step"]
+        # Steps trained again after a resume were reported before it stopped: each is kept once.
+        metrics = [Metric(k, v, now, step) for k, v in numbers(row).items() if k != "step" and step > self.logged.get(k, -1)]
         self.client.log_batch(self.run_id, metrics=metrics)
         self.step = step
 
