@@ -4,10 +4,13 @@ results.json hold; a missing backend is refused in one line before any work is d
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import train_args, write_data
 
 from rnnlab import runs
@@ -122,6 +125,21 @@ def test_compare_reports_every_trained_row(tmp_path):
     for cell in cells:
         got = scalars(cell)
         assert got["val_accuracy"] == [(row["step"], pytest.approx(row["val_accuracy"], rel=1e-6)) for row in rows(cell)]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
+def test_under_torchrun_rank_0_alone_reports(tmp_path):
+    pytest.importorskip("tensorboard")
+    data, glove = write_data(tmp_path)
+    run = tmp_path / "run"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rnnlab"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    args = [*train_args(data, glove, run), "--report-to", "tensorboard", "--log-every", "1"]
+    done = subprocess.run([*launch, *args], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got, history = scalars(run), rows(run)
+    assert got["val_accuracy"] == [(row["step"], pytest.approx(row["val_accuracy"], rel=1e-6)) for row in history]
+    assert [step for step, _ in got["step_loss"]] == list(range(1, history[-1]["step"] + 1))  # one report per step
 
 
 @pytest.mark.parametrize("backend, module", [("tensorboard", "tensorboard"), ("mlflow", "mlflow"), ("mlflow", "sqlalchemy")])
