@@ -125,8 +125,8 @@ class TensorBoardTracker(Tracker):
     def __init__(self, run: Path, *, resume: bool = False) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.folder, self.resume, self.make = run / TENSORBOARD_DIR, resume, SummaryWriter
-        if not resume:  # a new run starts clean, as runs.claim leaves the rest of the folder
+        self.folder, self.resume, self.writer_class = run / TENSORBOARD_DIR, resume, SummaryWriter
+        if not resume:  # a new run starts clean: runs.claim removes only the files of its own contract
             shutil.rmtree(self.folder, ignore_errors=True)
         self.writer = None
         self.config: dict[str, Any] = {}
@@ -136,7 +136,7 @@ class TensorBoardTracker(Tracker):
         """Opened at the first report: a resumed run then hides what it reported past its checkpoint before it
         stopped (purge_step), as it is about to report those steps again."""
         if self.writer is None:
-            self.writer = self.make(log_dir=str(self.folder), purge_step=step if self.resume else None)
+            self.writer = self.writer_class(log_dir=str(self.folder), purge_step=step if self.resume else None)
             if not self.resume:
                 self.writer.add_text("config", _code_block(self.config))
         return self.writer
