@@ -146,6 +146,21 @@ class DistillConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Where a training command reports besides metrics.jsonl (`rnnlab train`, `compare`, and any verb that trains)."""
+
+    report_to: Literal["none", "tensorboard", "mlflow"] = "none"
+    """Also send the config, every metrics.jsonl row, step losses and the results to `tensorboard` (RUN/tensorboard/)
+    or `mlflow` (RUN/mlflow.db, or $MLFLOW_TRACKING_URI); each needs its extra: pip install 'rnnlab[tensorboard]'."""
+    log_every: int = 50
+    """Optimizer steps between step-loss reports, each the mean loss since the last one (rank 0's share under torchrun)."""
+
+    def __post_init__(self) -> None:
+        if self.log_every < 1:
+            raise UserError(f"--log-every must be at least 1, got {self.log_every}")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 3
     """Maximum epochs; early stopping may end sooner."""
@@ -178,6 +193,7 @@ class TrainConfig:
     max_steps: int | None = None
     """Stop after this many optimizer steps in total (for smoke tests)."""
     distill: DistillConfig = field(default_factory=DistillConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 @dataclass
@@ -276,7 +292,7 @@ def _check(kind: str, value: Any, where: str) -> Any:
 
 
 _NESTED = {"DataConfig": DataConfig, "EncoderConfig": EncoderConfig, "HeadConfig": HeadConfig, "TrainConfig": TrainConfig,
-           "DistillConfig": DistillConfig}  # fmt: skip
+           "DistillConfig": DistillConfig, "TrackingConfig": TrackingConfig}  # fmt: skip
 _LITERALS = {"HeadName": HeadName.__args__, "Pooling": Pooling.__args__}
 
 

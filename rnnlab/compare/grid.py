@@ -18,6 +18,7 @@ from rnnlab.config import RunConfig
 from rnnlab.errors import UserError
 from rnnlab.heads import HEADS
 from rnnlab.training.distributed import launched_rank
+from rnnlab.training.tracking import require
 
 
 def grid_cells(base: RunConfig, grid: Path, encoders: list[str], heads: list[str], seeds: int) -> list[RunConfig]:
@@ -53,6 +54,7 @@ def run_grid(base: RunConfig, grid: Path, encoders: list[str], heads: list[str],
     from rnnlab.training.fit import fit
 
     cells = grid_cells(base, grid, encoders, heads, seeds)
+    require(base.train.tracking.report_to)  # every cell reports as --report-to says: a missing package stops the grid first
     main = launched_rank() == 0
     if main:
         grid.mkdir(parents=True, exist_ok=True)

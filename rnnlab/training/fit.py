@@ -27,6 +27,7 @@ from rnnlab.training.distill import check_teacher, distill_loss, teacher_logits,
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
 from rnnlab.training.loop import LossFn, Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
 from rnnlab.training.optim import head_lr, make_optimizer, make_schedule
+from rnnlab.training.tracking import NoTracker, Tracker, open_tracker, require
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Setup:
     log: Any
     split_hash: str
     loss_fn: LossFn
+    tracker: Tracker = dataclasses.field(default_factory=NoTracker)
 
 
 def set_seed(seed: int) -> None:
@@ -61,8 +63,11 @@ def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
         torch.cuda.set_device(device)
     try:
         setup = _setup(cfg, device, dist, resume)
-        state = _train(setup, resume)
-        return _finish(setup, state)
+        setup.tracker = open_tracker(cfg.train.tracking.report_to, setup.run, enabled=dist.is_main, resume=resume)
+        with setup.tracker:
+            setup.tracker.log_params(cfg.to_dict())
+            state = _train(setup, resume)
+            return _finish(setup, state)
     finally:
         shutdown(dist)
 
@@ -70,6 +75,7 @@ def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
 def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Setup:
     run = _run_dir(cfg, dist)
     runs.check_claim(run, cfg.overwrite, resume)  # before reading any data: a refused run costs nothing
+    require(cfg.train.tracking.report_to)
     # Data and encoder come before the run folder is claimed, so bad input leaves no folder behind.
     data = prepare(cfg.dataset).compact()
     if cfg.train.distill.teacher:
@@ -191,8 +197,10 @@ def _run_epoch(s: Setup, state: TrainState, batches: list[list[int]], ddp, optim
     opt = Optimization(optimizer, scheduler, s.prec, s.dist, cfg.clip_norm, s.loss_fn)
     stream = batch_stream(s.inputs, batches, state.position, s.dist, cfg.workers, pin=s.prec.device.type == "cuda")
     checkpoint = lambda: _save_checkpoint(s, state, optimizer, scheduler)  # noqa: E731
+    on_log = (lambda step, loss: s.tracker.log_metrics({"step_loss": loss}, step)) if s.tracker.reports else None
     train_epoch(ddp, stream, opt, state, cached=s.inputs.store is not None, progress=bar, max_steps=cfg.max_steps,
-                checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every)  # fmt: skip
+                checkpoint=checkpoint, checkpoint_every=cfg.checkpoint_every, on_log=on_log,
+                log_every=cfg.tracking.log_every)  # fmt: skip
     bar.close()
 
 
@@ -232,6 +240,7 @@ def _end_epoch(s: Setup, state: TrainState, *, lr: float) -> None:
     if s.dist.is_main:
         tqdm.write(msg)
         runs.write_metrics(s.run, state.history)
+        s.tracker.log_metrics(row, step=state.step)
 
 
 def _save_checkpoint(s: Setup, state: TrainState, optimizer, scheduler) -> None:
@@ -268,6 +277,7 @@ def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
         runs.write_predictions(s.run, s.data.dataset_ids(test_idx), s.data.labels[test_idx], test["probs"], s.data.label_names)
         runs.plot_curves(state.history, s.run / runs.CURVES)
         atomic_write_json(s.run / runs.RESULTS, results)
+        s.tracker.log_results(results)
         (s.run / runs.CHECKPOINT).unlink(missing_ok=True)
     s.log.info("test accuracy %.4f, macro-F1 %.4f", test["accuracy"], test["macro_f1"])
     return results

@@ -133,13 +133,18 @@ def train_epoch(
     checkpoint_every: int = 0,
     max_steps: int | None = None,
     progress: tqdm | None = None,
+    on_log: Callable[[int, float], None] | None = None,
+    log_every: int = 0,
 ) -> None:
     """Train on `stream` (from `batch_stream`) to the end of the epoch or `max_steps`. `cached`: the stream carries
     rows of the encoder's frozen trunk from the feature cache instead of token ids. The loss stays on the device
-    and is read every `LOG_EVERY` steps, before a checkpoint and at the end: the host never waits inside a step."""
+    and is read every `LOG_EVERY` steps, before a checkpoint and at the end: the host never waits inside a step.
+    `on_log(step, loss)` is called every `log_every` steps with the mean loss since its last call (or the epoch's
+    start)."""
     scaler = torch.amp.GradScaler(enabled=opt.prec.dtype == torch.float16)
     model.train()
     running, clock = _Running(), time.perf_counter()
+    logged = (state.loss_sum, state.seen)
     for position, batch, idx, x, mask, rows in stream:
         loss, n = _step(model, (batch, idx, x, mask, rows), opt, scaler=scaler, cached=cached)
         running.add(loss, n)
@@ -148,8 +153,12 @@ def train_epoch(
             progress.update(1)
         due = checkpoint is not None and state.step % checkpoint_every == 0
         stop = max_steps is not None and state.step >= max_steps
-        if due or stop or state.step % LOG_EVERY == 0:
+        report = on_log is not None and state.step % log_every == 0
+        if due or stop or report or state.step % LOG_EVERY == 0:
             clock = _read(state, running, clock, progress)
+        if report:
+            on_log(state.step, (state.loss_sum - logged[0]) / max(state.seen - logged[1], 1))
+            logged, clock = (state.loss_sum, state.seen), time.perf_counter()  # reporting is not training time
         if due:
             checkpoint()
             clock = time.perf_counter()  # checkpoint I/O is not training time
