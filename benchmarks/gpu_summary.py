@@ -59,7 +59,8 @@ def flops_per_review(run: Path) -> float:
 
 
 def labelled_rate(run: Path) -> str:
-    found = re.findall(r"labelled (\d+) texts in ([\d.]+) s \((\d+) texts/s\)", (run / "log.txt").read_text()) if (run / "log.txt").is_file() else []
+    log = (run / "log.txt").read_text() if (run / "log.txt").is_file() else ""
+    found = re.findall(r"labelled (\d+) texts in ([\d.]+) s \((\d+) texts/s\)", log)
     return f"{int(found[-1][2]):,} texts/s ({found[-1][0]} texts)" if found else "–"
 
 
@@ -73,7 +74,8 @@ def main() -> None:
     rows, summary = [], {}
     for run in sorted(p.parent for p in args.runs.glob("*/results.json")):
         results = json.loads((run / "results.json").read_text())
-        metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").is_file() else []
+        lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").is_file() else []
+        metrics = [json.loads(line) for line in lines]
         summary[run.name] = {"results": results, "metrics": metrics}
         rate, share = results.get("reviews_per_s"), "–"
         if peak and rate and results.get("finetune") and results.get("encoder") not in ("glove", "scratch"):

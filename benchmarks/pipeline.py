@@ -98,12 +98,14 @@ def main() -> None:
     texts = prepare(DataConfig()).texts[: args.limit]
     rows = [measure(kind, texts, args) for kind in KINDS]
     gpu = f"{torch.cuda.get_device_name()}, " if args.device.type == "cuda" else ""
-    header = ["encoder", "tokenize texts/s", "cache read texts/s", "lists → batches reviews/s", "cached ids, ahead reviews/s", "×"]
+    header = ["encoder", "tokenize texts/s", "cache read texts/s", "lists → batches reviews/s", "cached ids, ahead reviews/s",
+              "×"]  # fmt: skip
     text = (f"{gpu}{machine()}, {load()}; {len(texts):,} texts, batches of {args.batch_size}, device {args.device}\n\n"
             + table(header, rows))  # fmt: skip
     print(text)
     if not args.no_write:
-        write_section(f"pipeline-{args.device.type}", f"`python benchmarks/pipeline.py{' --device cuda' if args.device.type == 'cuda' else ''}`\n\n{text}")
+        flag = " --device cuda" if args.device.type == "cuda" else ""
+        write_section(f"pipeline-{args.device.type}", f"`python benchmarks/pipeline.py{flag}`\n\n{text}")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def phases(args, data, inputs, model, optimizer, prec) -> dict[str, float]:
     from rnnlab.data.batching import LengthBucketSampler
 
     train = data.split["train"]
-    batches = [[int(train[i]) for i in b] for b in LengthBucketSampler(inputs.lengths[train], args.batch_size, shuffle=True).batches(0)]
+    sampler = LengthBucketSampler(inputs.lengths[train], args.batch_size, shuffle=True)
+    batches = [[int(train[i]) for i in b] for b in sampler.batches(0)]
     labels = torch.as_tensor(data.labels)
     totals = dict.fromkeys(["collate", "host→device", "forward", "backward", "optimizer", "read loss (.item)"], 0.0)
     model.train()
@@ -107,7 +108,8 @@ def loop_rate(args, data, inputs, model, optimizer, scheduler, prec) -> float:
     from rnnlab.training.loop import Optimization, TrainState, batch_stream, cross_entropy, train_epoch
 
     train = data.split["train"]
-    batches = [[int(train[i]) for i in b] for b in LengthBucketSampler(inputs.lengths[train], args.batch_size, shuffle=True, seed=1).batches(0)]
+    sampler = LengthBucketSampler(inputs.lengths[train], args.batch_size, shuffle=True, seed=1)
+    batches = [[int(train[i]) for i in b] for b in sampler.batches(0)]
     opt = Optimization(optimizer, scheduler, prec, Dist(), None, cross_entropy(torch.as_tensor(data.labels)))
     state = TrainState()
     train_epoch(model, batch_stream(inputs, batches[:1], 0, Dist(), 0), opt, state, cached=False)
@@ -169,7 +171,8 @@ def main() -> None:
     for batch_size, rate in label_rate(args, data, inputs, model, prec).items():
         rows.append([f"labelling, batch {batch_size}", "", f"{rate:.0f} reviews/s"])
     gpu = f"{torch.cuda.get_device_name(prec.device)}, " if prec.device.type == "cuda" else ""
-    where = f"{gpu}{machine()}; {args.encoder} {'fine-tuned' if args.finetune else 'frozen'} + {args.head}, batch {args.batch_size}, max length {args.max_length}, precision {prec.dtype}"
+    model_name = f"{args.encoder} {'fine-tuned' if args.finetune else 'frozen'} + {args.head}"
+    where = f"{gpu}{machine()}; {model_name}, batch {args.batch_size}, max length {args.max_length}, precision {prec.dtype}"
     text = f"{where}\n\n" + table(["phase", "ms per step", "share"], rows)
     print(text)
     print(top_ops(args, data, inputs, model, optimizer, prec))

@@ -54,7 +54,8 @@ def test_padded_batch_equals_collate(tiny_bert, tmp_path):
 
 
 def test_a_step_from_cached_ids_equals_a_step_from_text(tiny_bert, tmp_path):
-    cfg = RunConfig.from_dict({"encoder": {"encoder": str(tiny_bert), "max_length": 24}, "model": {"head": "bilstm", "hidden_size": 6}})
+    encoder_cfg = {"encoder": str(tiny_bert), "max_length": 24}
+    cfg = RunConfig.from_dict({"encoder": encoder_cfg, "model": {"head": "bilstm", "hidden_size": 6}})
     results = []
     for source in ("text", "cache"):
         torch.manual_seed(0)

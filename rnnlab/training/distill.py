@@ -14,8 +14,8 @@ import hashlib
 import json
 import logging
 import random
-import time
 import re
+import time
 from pathlib import Path
 
 import numpy as np

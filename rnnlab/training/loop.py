@@ -41,7 +41,9 @@ class _Shards(torch.utils.data.Dataset):
         return position, batch, idx, *self.inputs.batch(rows), torch.tensor(rows, dtype=torch.long)
 
 
-def batch_stream(inputs: Inputs, batches: list[list[int]], start: int, dist: Dist, workers: int, *, pin: bool = False) -> Iterable:
+def batch_stream(
+    inputs: Inputs, batches: list[list[int]], start: int, dist: Dist, workers: int, *, pin: bool = False
+) -> Iterable:
     """Batches `start`, `start + 1`, … of an epoch, prepared ahead by a background thread (and `workers` processes;
     0: in that thread), in pinned memory when `pin` (for non-blocking copies to a GPU)."""
     shards = _Shards(inputs, batches, dist.rank, dist.world_size)

@@ -140,7 +140,8 @@ def _write(tmp: Path, token_ids: list, *, windows: bool) -> None:
     for name, array in arrays.items():
         np.save(tmp / name, array)
         _fsync(tmp / name)
-    meta = {"texts": len(token_ids), "rows": len(rows), "tokens": int(lengths.sum()), "sha256": {n: _sha256(tmp / n) for n in _FILES}}
+    hashes = {name: _sha256(tmp / name) for name in _FILES}
+    meta = {"texts": len(token_ids), "rows": len(rows), "tokens": int(lengths.sum()), "sha256": hashes}
     (tmp / DONE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     _fsync(tmp / DONE)
 
