@@ -66,8 +66,8 @@ class EncoderConfig:
     vocab_size: int = 20000
     """Vocabulary size of the `scratch` tokenizer (trained on the training split)."""
     prune_vocab: int = 0
-    """Word vectors only: keep just the words met at least N times in the training texts (and transfer set), every
-    other word maps to the unknown vector; 1 keeps every word met, 0 the whole table (docs/distillation.md)."""
+    """Word vectors only: keep just the words met at least N times in the training split (1: every word met there or
+    in a distillation's transfer set), any other word maps to the unknown vector; 0 keeps the whole table."""
     cache_dir: str | None = None
     """Feature cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab)."""
     max_length: int = 256

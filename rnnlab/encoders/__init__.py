@@ -40,7 +40,9 @@ def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None, tran
         if cfg.prune_vocab:
             if train_texts is None:
                 raise ValueError("--prune-vocab keeps the words of train_texts")
-            encoder.prune([*train_texts, *transfer_texts], cfg.prune_vocab)
+            # A count above 1 counts the training split alone: a transfer set repeats, and with class swaps scatters,
+            # every training word many times over. At 1, the words only the transfer set brings are kept too.
+            encoder.prune([*train_texts, *transfer_texts] if cfg.prune_vocab == 1 else train_texts, cfg.prune_vocab)
         return encoder
     return TransformerEncoder(name, finetune=cfg.finetune, chunks=cfg.chunks, **cut, **split,
                               chunk_overlap=cfg.max_length // 8 if cfg.chunk_overlap is None else cfg.chunk_overlap)  # fmt: skip

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from rnnlab import runs
 from rnnlab.config import DistillConfig
 from rnnlab.data.split import Prepared
+from rnnlab.encoders.base import fingerprint
 from rnnlab.errors import UserError
 from rnnlab.model import load_tensors, load_trained, save_tensors
 from rnnlab.runs import atomic_write_json
@@ -131,7 +132,6 @@ def glove_neighbours(words: set[str], k: int = NEIGHBOURS, pool: int = NEIGHBOUR
     """The k nearest neighbours (cosine) of each word among the packaged GloVe's `pool` most frequent alphabetic
     words (GloVe also holds punctuation and numbers, which would make a swap a deletion); computed once per
     vocabulary and cached on disk, keyed by a hash of GloVe's files, k, pool and the words."""
-    from rnnlab.encoders.base import fingerprint
     from rnnlab.encoders.words import read_packaged_glove
     from rnnlab.training.features import default_cache_dir
 
@@ -209,7 +209,7 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
     once and stored in `run` (`check_teacher` has vouched for the teachers)."""
     train = data.split["train"]
     texts = [data.texts[i] for i in train]
-    key = hashlib.sha256(json.dumps([[str(Path(t).resolve()) for t in cfg.teacher], texts]).encode()).hexdigest()
+    key = transfer_key(cfg.teacher, texts)
     path = run / TEACHER_FILE
     if path.is_file():
         tensors, meta = load_tensors(path)
@@ -219,6 +219,17 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
     logits[torch.as_tensor(train)] = torch.from_numpy(ensemble_logits(cfg.teacher, texts, device=device))
     save_tensors(path, {"logits": logits}, {"key": key, "teacher": cfg.teacher})
     return logits
+
+
+def transfer_key(teachers: list[str], texts: list[str]) -> str:
+    """What the stored logits depend on: each teacher (its folder and its weights' hash: a teacher retrained in place
+    is another teacher) and every transfer text."""
+    who = [[str(Path(t).resolve()), fingerprint([Path(t) / runs.WEIGHTS])] for t in teachers]
+    digest = hashlib.sha256(json.dumps(who).encode())
+    for text in texts:
+        raw = text.encode()
+        digest.update(len(raw).to_bytes(8, "little") + raw)
+    return digest.hexdigest()
 
 
 def ensemble_logits(teachers: list[str], texts: list[str], *, device: str) -> np.ndarray:
