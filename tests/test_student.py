@@ -90,6 +90,13 @@ def _train(data, glove, run, *extra: str) -> None:
                  "--no-bf16", "--run-dir", str(run), *extra]) == 0  # fmt: skip
 
 
+def test_prune_vocab_is_for_word_vectors_only(tmp_path, capsys):
+    data, _ = write_data(tmp_path)
+    args = ["train", "--data", str(data), "--encoder", "scratch", "--prune-vocab", "1", "--run-dir", str(tmp_path / "run")]
+    assert main(args) == 2
+    assert "--prune-vocab prunes a word-vector table" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_a_pruned_student_predicts_as_before_on_texts_of_its_vocabulary(tmp_path):
     """Two runs alike but for --prune-vocab: trained rows get the same updates whatever rows sit beside them."""
     _, glove = write_data(tmp_path)
