@@ -119,8 +119,8 @@ class HeadConfig:
 
 
 MAX_AUGMENT = 16
-"""Most augmented copies of the training split a transfer set holds (a 16× transfer set already takes the longest
-training time of any student)."""
+"""Most augmented copies of the training split in a transfer set: 16 copies of the full IMDB split are already 305k
+texts for the teachers to label and for every student epoch to read."""
 
 
 @dataclass
