@@ -65,6 +65,9 @@ class EncoderConfig:
     """Width of the `scratch` embedding table."""
     vocab_size: int = 20000
     """Vocabulary size of the `scratch` tokenizer (trained on the training split)."""
+    prune_vocab: int = 0
+    """Word vectors only: keep just the words met at least N times in the training split (1: every word met there or
+    in a distillation's transfer set), any other word maps to the unknown vector; 0 keeps the whole table."""
     cache_dir: str | None = None
     """Feature and token-id cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab; token ids go to its `token-ids/`)."""
     max_length: int = 256
@@ -84,6 +87,8 @@ class EncoderConfig:
             raise UserError("--finetune-layers and --layer-mix must be 0 or more")
         if self.chunks < 1:
             raise UserError(f"--chunks must be at least 1, got {self.chunks}")
+        if self.prune_vocab < 0:
+            raise UserError(f"--prune-vocab must be 0 (off) or a minimum count of 1 or more, got {self.prune_vocab}")
         if self.chunks > 1 and self.chunk_overlap is not None and not 0 <= self.chunk_overlap < self.max_length // 2:
             raise UserError(f"--chunk-overlap must be in [0, {self.max_length // 2}) for --max-length {self.max_length}, "
                             f"got {self.chunk_overlap}")  # fmt: skip
@@ -113,10 +118,16 @@ class HeadConfig:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
 
 
+MAX_AUGMENT = 16
+"""Most augmented copies of the training split in a transfer set: 16 copies of the full IMDB split are already 305k
+texts for the teachers to label and for every student epoch to read."""
+
+
 @dataclass
 class DistillConfig:
-    teacher: str | None = None
-    """A finished run whose predictions the student learns (its split must be the student's); None: hard labels."""
+    teacher: list[str] | None = None
+    """Finished runs whose predictions the student learns, their logits averaged (every teacher's split must be the
+    student's); None: hard labels."""
     distill_loss: Literal["mse", "kl"] = "mse"
     """Match the teacher's logits (MSE, Tang et al. 2019) or its softened probabilities (KL at --distill-temperature)."""
     alpha: float = 0.0
@@ -125,7 +136,7 @@ class DistillConfig:
     """Softening temperature of the KL loss (its gradients are scaled by T², as Hinton et al. do)."""
     augment: int = 0
     """Augmented copies of every training text in the transfer set (masking, word swaps, n-gram crops), labelled by
-    the teacher."""
+    the teachers; at most 16."""
     mask_p: float = 0.1
     """Share of words an augmented copy masks (0 turns masking off)."""
     swap_p: float = 0.1
@@ -139,8 +150,10 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.alpha <= 1:
             raise UserError(f"--alpha must be in [0, 1], got {self.alpha}")
-        if self.distill_temperature <= 0 or self.augment < 0:
-            raise UserError("--distill-temperature must be positive and --augment at least 0")
+        if self.distill_temperature <= 0 or not 0 <= self.augment <= MAX_AUGMENT:
+            raise UserError(f"--distill-temperature must be positive and --augment in [0, {MAX_AUGMENT}]")
+        if self.teacher is not None and not self.teacher:
+            raise UserError("--teacher needs at least one run folder")
         if not (0 <= self.mask_p and 0 <= self.swap_p and self.mask_p + self.swap_p <= 1 and 0 <= self.ngram_p <= 1):
             raise UserError("--mask-p, --swap-p and --ngram-p must be in [0, 1], and --mask-p + --swap-p at most 1")
 
@@ -243,8 +256,13 @@ class RunConfig:
 
 def _upgrade(raw: Any) -> Any:
     """Configs written before max_length and truncation moved from `dataset` to `encoder` (how the encoder
-    tokenizes, not what the data is) load as they were meant."""
-    if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), dict):
+    tokenizes, not what the data is), or before --teacher took several runs, load as they were meant."""
+    if not isinstance(raw, dict):
+        return raw
+    distill = raw.get("train", {}).get("distill") if isinstance(raw.get("train"), dict) else None
+    if isinstance(distill, dict) and isinstance(distill.get("teacher"), str):
+        raw = {**raw, "train": {**raw["train"], "distill": {**distill, "teacher": [distill["teacher"]]}}}
+    if not isinstance(raw.get("dataset"), dict):
         return raw
     moved = {k: raw["dataset"][k] for k in ("max_length", "truncation") if k in raw["dataset"]}
     if not moved:
@@ -287,6 +305,8 @@ def _check(kind: str, value: Any, where: str) -> Any:
             if ok:
                 return value
         elif option in ("HeadName", "Pooling") and value in _LITERALS[option]:
+            return value
+        elif option == "list[str]" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
     raise UserError(f"{where}: {value!r} is not a valid {kind}")
 

@@ -83,7 +83,7 @@ def test_the_teacher_labels_the_transfer_set_once_and_a_resume_reuses_it(accurat
     assert resumed.returncode == 0, resumed.stderr
     assert (run / TEACHER_FILE).stat().st_mtime_ns == stamp
     results = json.loads((run / runs.RESULTS).read_text())
-    assert results["teacher"] == str(accurate_run) and results["test_accuracy"] >= 0.8
+    assert results["teacher"] == [str(accurate_run)] and results["test_accuracy"] >= 0.8
 
 
 def test_a_teacher_of_another_split_is_refused_before_any_work(accurate_run, tmp_path):

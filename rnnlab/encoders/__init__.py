@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from rnnlab.config import EncoderConfig
@@ -18,11 +19,14 @@ __all__ = ["Encoder", "build_encoder", "load_encoder"]
 _VECTOR_SUFFIXES = (".txt", ".vec", ".gz")
 
 
-def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None) -> Encoder:
-    """`minilm`, `glove`, `scratch` (trained on `train_texts`), a word-vector file, or a Hugging Face name/folder."""
+def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None, transfer_texts: Sequence[str] = ()) -> Encoder:
+    """`minilm`, `glove`, `scratch` (trained on `train_texts`), a word-vector file (pruned with --prune-vocab to the
+    words of `train_texts` and a distillation's `transfer_texts`), or a Hugging Face name/folder."""
     name, cut = cfg.encoder, {"max_length": cfg.max_length, "truncation": cfg.truncation}
     split = {"finetune_layers": cfg.finetune_layers, "layer_mix": cfg.layer_mix}
     is_words = name in ("scratch", "glove") or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES)
+    if cfg.prune_vocab and (name == "scratch" or not is_words):
+        raise UserError(f"--prune-vocab prunes a word-vector table (--encoder glove or a vectors file), not --encoder {name}")
     if is_words and any(split.values()):
         raise UserError(f"--finetune-layers and --layer-mix split a transformer's layers; --encoder {name} has none")
     if is_words and cfg.chunks > 1:
@@ -32,7 +36,14 @@ def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None) -> E
             raise ValueError("the scratch encoder learns its vocabulary from train_texts")
         return ScratchEncoder.train_on(train_texts, vocab_size=cfg.vocab_size, embedding_dim=cfg.embedding_dim, **cut)
     if name == "glove" or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES):
-        return WordVectorEncoder(name, finetune=cfg.finetune, **cut)
+        encoder = WordVectorEncoder(name, finetune=cfg.finetune, **cut)
+        if cfg.prune_vocab:
+            if train_texts is None:
+                raise ValueError("--prune-vocab keeps the words of train_texts")
+            # A count above 1 counts the training split alone: a transfer set repeats, and with class swaps scatters,
+            # every training word many times over. At 1, the words only the transfer set brings are kept too.
+            encoder.prune([*train_texts, *transfer_texts] if cfg.prune_vocab == 1 else train_texts, cfg.prune_vocab)
+        return encoder
     return TransformerEncoder(name, finetune=cfg.finetune, chunks=cfg.chunks, **cut, **split,
                               chunk_overlap=cfg.max_length // 8 if cfg.chunk_overlap is None else cfg.chunk_overlap)  # fmt: skip
 
@@ -51,7 +62,7 @@ def load_encoder(run_dir: Path) -> Encoder:
     if kind == "transformer":
         return TransformerEncoder.from_spec(spec)
     if kind == "word_vectors":
-        return WordVectorEncoder.from_spec(spec)
+        return WordVectorEncoder.from_spec(spec, Path(run_dir))
     if kind == "scratch":
         return ScratchEncoder.from_spec(spec, Path(run_dir))
     raise UserError(f"{path}: unknown encoder kind {kind!r}")

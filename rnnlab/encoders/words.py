@@ -6,7 +6,10 @@ Ids: 0 = PAD, 1 = UNK, then one row per vocabulary entry.
 from __future__ import annotations
 
 import gzip
+import json
 import re
+import string
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from rnnlab.errors import UserError
 from rnnlab.subword import truncate
 
 PAD, UNK = 0, 1
+VOCABULARY = "vocabulary.json"
+"""A pruned word-vector run's words, in id order from 2 (see `WordVectorEncoder.prune`)."""
 
 # Close to the Stanford tokenizer GloVe 6B was built with: "don't" → "do" "n't", clitics split off,
 # abbreviations ("u.s.") and numbers ("1,000", "3.5") kept whole, other punctuation one token each.
@@ -39,7 +44,7 @@ class WordVectorEncoder(Encoder):
         self.lowercase = all(word == word.lower() for word in self.vocab)
         self.dim, self.pad_id, self.trainable = vectors.shape[1], PAD, finetune
         self.max_length, self.truncation = max_length, truncation
-        self.fingerprint = fingerprint(files)
+        self.fingerprint, self.pruned = fingerprint(files), False
         table = torch.zeros(len(words) + 2, self.dim)  # PAD stays zero; UNK = mean vector
         table.numpy()[2:] = vectors  # one copy, straight out of the memory map
         table[UNK] = table[2:].mean(0)
@@ -48,6 +53,21 @@ class WordVectorEncoder(Encoder):
         else:  # frozen: re-read from the vectors file, so it never bloats a checkpoint
             self.register_buffer("table", table, persistent=False)
         self.train(False)
+
+    def prune(self, texts: list[str], min_count: int = 1) -> None:
+        """Keep only the rows of the words met at least `min_count` times in `texts`; any other word maps to UNK, whose
+        vector (the mean of the whole table) stays as it was. Kept rows keep their vectors, so a text of kept words
+        gets exactly the token vectors it got before, and a fine-tuned run stores a table of its own words only."""
+        ids = np.fromiter((i for text in texts for i in self._word_ids(text)), dtype=np.int64)
+        counts = np.bincount(ids, minlength=self.table.shape[0])
+        self._keep([i for i in np.flatnonzero(counts >= min_count).tolist() if i > UNK])
+
+    def _keep(self, ids: list[int]) -> None:
+        words = {i: w for w, i in self.vocab.items()}
+        self.vocab = {words[i]: new for new, i in enumerate(ids, 2)}
+        table = self.table.detach()[torch.as_tensor([PAD, UNK, *ids], dtype=torch.long)].clone()
+        self.table = nn.Parameter(table) if self.trainable else table  # a frozen table stays a non-persistent buffer
+        self.pruned = True
 
     def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         words = [self._word_ids(text) for text in texts]
@@ -78,13 +98,29 @@ class WordVectorEncoder(Encoder):
             "dim": self.dim,
             "vocab_size": self.table.shape[0],
             "fingerprint": self.fingerprint,
+            "pruned": self.pruned,
         }
 
+    def save(self, run_dir: Path) -> None:
+        super().save(run_dir)
+        if self.pruned:
+            words = sorted(self.vocab, key=self.vocab.__getitem__)
+            Path(run_dir, VOCABULARY).write_text(json.dumps(words, ensure_ascii=False) + "\n", encoding="utf-8")
+
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> WordVectorEncoder:
+    def from_spec(cls, spec: dict[str, Any], run_dir: Path) -> WordVectorEncoder:
         encoder = cls(spec["source"], max_length=spec["max_length"], truncation=spec["truncation"], finetune=spec["finetune"])
         # The vocabulary decides the ids, so a changed file matters even for a fine-tuned table.
         check_fingerprint(spec, encoder.fingerprint, f"word-vector file {spec['source']}")
+        if spec.get("pruned"):
+            path = Path(run_dir, VOCABULARY)
+            if not path.is_file():
+                raise UserError(f"{path}: the pruned vocabulary is missing from the run folder")
+            words = json.loads(path.read_text(encoding="utf-8"))
+            missing = [w for w in words if w not in encoder.vocab]
+            if missing:
+                raise UserError(f"{path}: {len(missing)} word(s) not in {spec['source']}, e.g. {missing[0]!r}")
+            encoder._keep([encoder.vocab[w] for w in words])
         return encoder
 
 
@@ -127,6 +163,19 @@ def _read_vector_file(path: Path) -> tuple[list[str], np.ndarray, list[Path]]:
     return words, np.stack(rows), [path]
 
 
+_CJK = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF), (0x2A700, 0x2CEAF), (0x2F800, 0x2FA1F))
+"""The ideographs BERT's normalizer puts spaces around: always words of one character."""
+
+
+def _inner_chars(tokenizer: Any, texts: list[str]) -> set[str]:
+    """Every character the WordPiece trainer may meet inside a word, and some more: the normalized characters of
+    `texts` but spaces, punctuation and CJK ideographs, which BERT's normalizer and pre-tokenizer always isolate."""
+    chars = {c for raw in set("".join(texts)) for c in tokenizer.normalizer.normalize_str(raw)}
+    chars |= {"ς"} if "σ" in chars else set()  # lowercased at the end of a word, Σ becomes ς
+    isolated = lambda c: c.isspace() or unicodedata.category(c)[0] == "P" or c in string.punctuation  # noqa: E731
+    return {c for c in chars if not (isolated(c) or any(a <= ord(c) <= b for a, b in _CJK))}
+
+
 class ScratchEncoder(Encoder):
     """A trainable embedding table over a WordPiece vocabulary learned from the training texts."""
 
@@ -145,13 +194,26 @@ class ScratchEncoder(Encoder):
     ) -> ScratchEncoder:
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tokenizer.decoder = decoders.WordPiece()
+        def tokenizer_of(model: Any) -> Tokenizer:
+            tokenizer = Tokenizer(model)
+            tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+            tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            tokenizer.decoder = decoders.WordPiece()
+            return tokenizer
+
+        trainee = tokenizer_of(models.WordPiece(unk_token="[UNK]"))
+        # The trainer numbers each "##c" piece when it first meets it in a hash map's order, and breaks ties between
+        # equally frequent merges by those numbers: the vocabulary changed from one run to the next
+        # (huggingface/tokenizers#1794). Numbered up front, sorted, they leave it nothing to choose.
+        pieces = sorted({"##" + c for c in _inner_chars(trainee, texts)})
         # PAD and UNK first, so their ids are 0 and 1 like the word-vector tables.
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]"], show_progress=False)
-        tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", *pieces],
+                                            show_progress=False)  # fmt: skip
+        trainee.train_from_iterator(texts, trainer, length=len(texts))
+        # The pieces become plain vocabulary entries again, not special tokens matched in raw text.
+        vocab = trainee.get_vocab(with_added_tokens=False)
+        tokenizer = tokenizer_of(models.WordPiece(vocab, unk_token="[UNK]"))
+        tokenizer.add_special_tokens(["[PAD]", "[UNK]"])
         assert tokenizer.token_to_id("[PAD]") == PAD and tokenizer.token_to_id("[UNK]") == UNK
         return cls(tokenizer, embedding_dim=embedding_dim, max_length=max_length, truncation=truncation)
 

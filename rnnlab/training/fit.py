@@ -81,11 +81,12 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     if cfg.train.distill.teacher:
         check_teacher(cfg.train.distill, data)
     set_seed(cfg.train.seed)
-    encoder = _encoder(cfg, run, data, dist, resume)
+    # The transfer set comes first: a pruned word-vector table keeps the words it swaps in too.
+    transfer = with_transfer_set(data, cfg.train.distill, cfg.train.seed) if cfg.train.distill.teacher else data
+    encoder = _encoder(cfg, run, data, dist, resume, transfer.texts[len(data.texts) :])
     log = runs.open_log(run if dist.is_main else None)
     split_hash = _record_split(run, data, dist, resume)  # of the split as it is: a transfer set only adds to train
-    if cfg.train.distill.teacher:
-        data = with_transfer_set(data, cfg.train.distill, cfg.train.seed)
+    data = transfer
     prec = Precision(device, autocast_dtype(device, cfg.train.bf16))
     inputs = _inputs(cfg, encoder, data, prec, dist)
     model = build_model(cfg, encoder, len(data.label_names)).to(device)
@@ -112,16 +113,15 @@ def _loss(cfg: RunConfig, run: Path, data: Prepared, labels: torch.Tensor, dist:
     return distill_loss(cfg.train.distill, teacher, labels)
 
 
-def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool):
+def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool, transfer_texts: list[str]):
     """Rank 0 builds the encoder (or reloads the run's when resuming), claims the folder and saves it there;
-    the other ranks then load rank 0's copy. A scratch vocabulary trained twice on the same texts can
-    differ (huggingface/tokenizers#1794), so it is trained once per run and never again."""
+    the other ranks then load rank 0's copy, so the vocabulary is learnt (or pruned) once per run."""
     from rnnlab.encoders import build_encoder, load_encoder
 
     encoder = None
     if dist.is_main:
         train_texts = [data.texts[i] for i in data.split["train"]]
-        encoder = load_encoder(run) if resume else build_encoder(cfg.encoder, train_texts)
+        encoder = load_encoder(run) if resume else build_encoder(cfg.encoder, train_texts, transfer_texts)
         runs.claim(run, cfg.overwrite, resume)
         if not resume:
             runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
