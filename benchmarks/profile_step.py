@@ -178,7 +178,7 @@ def main() -> None:
     print(top_ops(args, data, inputs, model, optimizer, prec))
     if args.write:
         section = f"profile-{args.encoder}-{'ft' if args.finetune else 'frozen'}-{args.head}-{prec.device.type}"
-        write_section("performance.md", section, f"`python benchmarks/profile_step.py {' '.join(sys.argv[1:])}`\n\n{text}")
+        write_section(section, f"`python benchmarks/profile_step.py {' '.join(sys.argv[1:])}`\n\n{text}")
 
 
 if __name__ == "__main__":
