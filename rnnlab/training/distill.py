@@ -159,8 +159,9 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
     return logits
 
 
-def distill_loss(cfg: DistillConfig, teacher: torch.Tensor, labels: torch.Tensor) -> LossFn:
-    """Summed over the batch: (1 − α) · the teacher term + α · cross-entropy on the hard labels."""
+def distill_loss(cfg: DistillConfig, teacher: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> LossFn:
+    """Summed over the batch: (1 − α) · the teacher term + α · cross-entropy on the hard labels (class-weighted
+    by `weights` [C] when given, as the plain loss is)."""
 
     def loss(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
         logits = logits.float()
@@ -171,7 +172,8 @@ def distill_loss(cfg: DistillConfig, teacher: torch.Tensor, labels: torch.Tensor
             t = cfg.distill_temperature
             student, teacher_p = F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1)
             soft = F.kl_div(student, teacher_p, reduction="none", log_target=True).sum(-1) * t * t
-        hard = F.cross_entropy(logits, labels[rows].to(logits.device), reduction="none")
+        weight = None if weights is None else weights.to(logits.device)
+        hard = F.cross_entropy(logits, labels[rows].to(logits.device), weight=weight, reduction="none")
         return ((1 - cfg.alpha) * soft + cfg.alpha * hard).sum()
 
     return loss

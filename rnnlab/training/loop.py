@@ -52,9 +52,15 @@ LossFn = Callable[[torch.Tensor, list[int]], torch.Tensor]
 """(logits [B, C], the batch's row indices) → the batch's summed loss; distillation passes its own."""
 
 
-def cross_entropy(labels: torch.Tensor) -> LossFn:
-    """The classification loss: summed cross-entropy of logits (never probabilities) against `labels`."""
-    return lambda logits, rows: F.cross_entropy(logits.float(), labels[rows].to(logits.device), reduction="sum")
+def cross_entropy(labels: torch.Tensor, weights: torch.Tensor | None = None) -> LossFn:
+    """The classification loss: summed cross-entropy of logits (never probabilities) against `labels`, each text
+    weighted by its class's entry of `weights` [C] when given (--class-weights)."""
+
+    def loss(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        weight = None if weights is None else weights.to(logits.device)
+        return F.cross_entropy(logits.float(), labels[rows].to(logits.device), weight=weight, reduction="sum")
+
+    return loss
 
 
 @dataclass
