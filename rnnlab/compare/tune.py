@@ -63,8 +63,9 @@ def _study(optuna, study_dir: Path, base: RunConfig, space: Space, *, startup: i
     study = optuna.create_study(
         storage=storage, study_name=STUDY_NAME, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=base.train.seed),
-        # Pruning compares a trial's validation accuracy at an epoch with the median of earlier trials there.
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=0),
+        # Pruning compares a trial's best validation accuracy by an epoch with the median of finished trials at that
+        # epoch, from the second epoch on: the first, still in learning-rate warm-up, says little.
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=2),
     )  # fmt: skip
     setup = {"base": base.to_dict(), "space": space}
     saved = study.user_attrs.get("setup")
@@ -111,9 +112,10 @@ def _objective(optuna, trial, base: RunConfig, space: Space, study_dir: Path) ->
     cfg = trial_config(base, _suggest(trial, space), study_dir / "trials" / f"trial-{trial.number:04d}", test=False)
 
     def report(row: dict[str, Any]) -> None:
-        trial.report(row["val_accuracy"], row["epoch"])
+        score = row.get("val_weighted_accuracy", row["val_accuracy"])  # what fit keeps the best epoch by
+        trial.report(score, row["epoch"])
         if trial.should_prune():
-            raise optuna.TrialPruned(f"validation accuracy {row['val_accuracy']:.4f} after epoch {row['epoch']}")
+            raise optuna.TrialPruned(f"validation accuracy {score:.4f} after epoch {row['epoch']}")
 
     return fit(cfg, on_epoch=report)["best_val_accuracy"]
 

@@ -28,3 +28,12 @@ def class_weights(spec: str, data: Prepared) -> torch.Tensor | None:
     if unknown:
         raise UserError(f"--class-weights: unknown label '{unknown[0]}' (labels: {', '.join(names)})")
     return torch.tensor([parsed.get(name, 1.0) for name in names], dtype=torch.float32)
+
+
+def weighted_accuracy(confusion: list[list[int]], weights: torch.Tensor) -> float:
+    """Accuracy with each text counting its class's weight: what early stopping and the best checkpoint follow under
+    --class-weights (with `auto`, the mean recall per class), so that a skewed validation split does not pick the
+    epoch that predicts the majority class for everything."""
+    counts = np.asarray(confusion, dtype=np.float64)
+    w = weights.double().numpy()
+    return float((w * np.diag(counts)).sum() / max((w * counts.sum(1)).sum(), 1e-12))

@@ -25,7 +25,7 @@ from rnnlab.peak_memory import peak_mb, reset_peak
 from rnnlab.runs import atomic_write_json
 from rnnlab.runtime import Inputs, Precision, WindowInputs, autocast_dtype, configure_math, inputs_for, resolve_device
 from rnnlab.training.checkpoint import load_training, save_training
-from rnnlab.training.class_weights import class_weights
+from rnnlab.training.class_weights import class_weights, weighted_accuracy
 from rnnlab.training.distill import check_teacher, distill_loss, teacher_logits, with_transfer_set
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
 from rnnlab.training.loop import LossFn, Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
@@ -225,10 +225,13 @@ def _end_epoch(s: Setup, state: TrainState, *, lr: float) -> None:
     row = {"epoch": state.epoch, "step": state.step, "train_loss": totals[0].item() / max(totals[1].item(), 1),
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
            "lr": lr, "seconds": round(state.loop_seconds, 2)}  # fmt: skip
+    score = val["accuracy"]
+    if s.weights is not None:  # the best epoch by the same class weights as the loss
+        score = row["val_weighted_accuracy"] = weighted_accuracy(val["confusion"], s.weights)
     state.history.append(row)
     state.loss_sum, state.seen = 0.0, 0
-    if val["accuracy"] > state.best_accuracy:
-        state.best_accuracy, state.best_epoch, state.bad_epochs = val["accuracy"], state.epoch, 0
+    if score > state.best_accuracy:
+        state.best_accuracy, state.best_epoch, state.bad_epochs = score, state.epoch, 0
         if s.dist.is_main:
             save_tensors(s.run / runs.WEIGHTS, saved_state(s.model), {"epoch": state.epoch})
     else:
