@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from conftest import write_data
 
 from rnnlab import cli, runs
+from rnnlab.compare.report import build_report
 from rnnlab.config import DistillConfig
 from rnnlab.data.split import Prepared
 from rnnlab.training.class_weights import class_weights, weighted_accuracy
@@ -90,6 +91,9 @@ def test_auto_weights_raise_macro_f1_on_a_balanced_test_set_after_skewed_trainin
     assert auto["test_macro_f1"] > none["test_macro_f1"] + 0.1
     assert auto["test_recall"]["positive"] > none["test_recall"]["positive"]
     assert auto["class_weights"] == pytest.approx([297 / 540, 297 / 54], rel=1e-6)  # 270 + 27 left after validation
+    report = build_report(tmp_path / "auto", out_dir=tmp_path / "report")  # the grid report shows recall per class
+    assert report["rows"][0]["recall"] == pytest.approx(auto["test_recall"])
+    assert f"positive {auto['test_recall']['positive']:.2f}" in (tmp_path / "report" / "results.md").read_text()
 
 
 @pytest.mark.parametrize(
