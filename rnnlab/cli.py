@@ -148,7 +148,8 @@ class CompareArgs:
 class TuneArgs:
     """Search a run's options with Optuna (TPE, median pruning on validation accuracy); test is read only by the best."""
 
-    run: RunConfig = field(default_factory=RunConfig)
+    # As in compare, encoders default to frozen: a transformer is encoded once and every trial trains on the cache.
+    run: RunConfig = field(default_factory=lambda: RunConfig(encoder=EncoderConfig(finetune=False)))
     trials: int = 20
     """Trials the study should hold, finished or pruned (a resumed study counts those it has)."""
     timeout: float | None = None
