@@ -42,7 +42,7 @@ def run_tune(base: RunConfig, space: Space, study_dir: Path, *, trials: int, tim
     if base.run_dir is not None:
         raise UserError("--run-dir is not a tune option: every trial gets its own folder under --study")
     optuna = import_optuna()
-    with_value(base, {}, source="tune").check_combinations()
+    base.check_combinations()
     study_dir.mkdir(parents=True, exist_ok=True)
     study = _study(optuna, study_dir, base, space, startup=min(5, max(1, trials // 4)))
     _retry_killed(optuna, study)
@@ -67,7 +67,9 @@ def _study(optuna, study_dir: Path, base: RunConfig, space: Space, *, startup: i
         # epoch, from the second epoch on: the first, still in learning-rate warm-up, says little.
         pruner=optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=2),
     )  # fmt: skip
-    setup = {"base": base.to_dict(), "space": space}
+    # How the trials run (device, progress bars, loader workers) may change on resume; what they train may not.
+    how = {"device": "auto", "progress": True, "workers": 0}
+    setup = {"base": dataclasses.replace(base, train=dataclasses.replace(base.train, **how)).to_dict(), "space": space}
     saved = study.user_attrs.get("setup")
     if saved is None:
         study.set_user_attr("setup", setup)
