@@ -26,7 +26,8 @@ SPACE = {"lr": {"choices": [0.05, 1e-6]}, "hidden_size": {"low": 4, "high": 12}}
 
 def tune_args(data: Path, glove: Path, study: Path, space: Path, trials: int) -> list[str]:
     base = train_args(data, glove, study)[1:-2]  # the tiny training options, without `train` and --run-dir
-    return ["tune", *base, "--epochs", "3", "--study", str(study), "--space", str(space), "--trials", str(trials)]
+    # --finetune: the tiny word vectors are random, so the trials must train them (tune defaults to frozen encoders)
+    return ["tune", *base, "--finetune", "--epochs", "3", "--study", str(study), "--space", str(space), "--trials", str(trials)]
 
 
 def one_error_line(capsys) -> str:
@@ -83,7 +84,9 @@ def test_tune_prunes_and_best_json_reproduces_the_best_trial(tuned, tmp_path):
 
 
 def test_the_test_split_is_read_once_by_the_final_run_alone(tuned):
-    _, on_test = tuned
+    study, on_test = tuned
+    trial = json.loads(next((study / "trials").glob(f"*/{runs.RESULTS}")).read_text())
+    assert trial["test_accuracy"] is None and not list((study / "trials").rglob(runs.PREDICTIONS))
     assert len(on_test) > 8  # every trial validated at least once
     assert on_test.count(True) == 1 and on_test[-1]  # the final run's test evaluation, and nothing before it
 
