@@ -35,7 +35,7 @@ def _cell(value: Any) -> str:
 
 
 def plot_history(rows: list[dict[str, Any]], path: Path) -> None:
-    """Validation accuracy of each trial (pruned ones at their last reported epoch) and the best so far."""
+    """Validation accuracy of each trial (a pruned one: the best it reported before it was stopped) and the best so far."""
     from matplotlib.figure import Figure  # not pyplot: no global backend switch for whoever tunes in-process
 
     fig = Figure(figsize=(7, 4))
