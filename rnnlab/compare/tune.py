@@ -158,7 +158,7 @@ def _rows(study) -> list[dict[str, Any]]:
         seen = list(t.intermediate_values.values())
         value = t.value if t.value is not None else (max(seen) if seen else None)
         seconds = None if t.duration is None else round(t.duration.total_seconds(), 1)
-        rows.append({"trial": t.number, "state": t.state.name, "val_accuracy": value, "epochs": len(seen),
+        rows.append({"trial": t.number, "state": t.state.name, "val_accuracy": value, "epochs_run": len(seen),
                      "seconds": seconds, **t.params})  # fmt: skip
     return rows
 

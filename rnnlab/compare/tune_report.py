@@ -13,9 +13,9 @@ TABLE_CSV, TABLE_MD, HISTORY_PNG, IMPORTANCE_PNG = "trials.csv", "trials.md", "h
 
 
 def write_table(rows: list[dict[str, Any]], out: Path, *, params: list[str], summary: list[str]) -> None:
-    """trials.csv and trials.md: one row per trial (number, state, best validation accuracy, epochs, seconds,
+    """trials.csv and trials.md: one row per trial (number, state, best validation accuracy, epochs it ran, seconds,
     parameters); `summary` lines head the markdown."""
-    columns = ["trial", "state", "val_accuracy", "epochs", "seconds", *params]
+    columns = ["trial", "state", "val_accuracy", "epochs_run", "seconds", *params]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
