@@ -49,12 +49,12 @@ def run_tune(base: RunConfig, space: Space, study_dir: Path, *, trials: int, tim
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = trials - len(study.get_trials(deepcopy=False, states=done))
     if remaining > 0:
-        objective = lambda trial: _objective(optuna, trial, base, space, study_dir)  # noqa: E731
+        objective = lambda trial: _objective(optuna, trial, base, space, study_dir=study_dir)  # noqa: E731
         study.optimize(objective, n_trials=remaining, timeout=None if timeout_min is None else timeout_min * 60,
                        callbacks=[_say])  # fmt: skip
     if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         raise UserError(f"{study_dir}: no trial has finished yet; give more --trials or a longer --timeout")
-    return _conclude(optuna, study, base, space, study_dir)
+    return _conclude(optuna, study, base, space, study_dir=study_dir)
 
 
 def _study(optuna, study_dir: Path, base: RunConfig, space: Space, *, startup: int):
@@ -108,7 +108,7 @@ def _suggest(trial, space: Space) -> dict[str, Any]:
     return params
 
 
-def _objective(optuna, trial, base: RunConfig, space: Space, study_dir: Path) -> float:
+def _objective(optuna, trial, base: RunConfig, space: Space, *, study_dir: Path) -> float:
     from rnnlab.training.fit import fit
 
     cfg = trial_config(base, _suggest(trial, space), study_dir / "trials" / f"trial-{trial.number:04d}", test=False)
@@ -127,7 +127,7 @@ def _say(study, trial) -> None:
     tqdm.write(f"trial {trial.number} {trial.state.name.lower()}{value}  {json.dumps(trial.params)}")
 
 
-def _conclude(optuna, study, base: RunConfig, space: Space, study_dir: Path) -> dict[str, Any]:
+def _conclude(optuna, study, base: RunConfig, space: Space, *, study_dir: Path) -> dict[str, Any]:
     """best.json, the final run on test, the table and the charts."""
     from rnnlab.training.fit import fit
 
