@@ -147,6 +147,28 @@ class CompareArgs:
 
 
 @dataclass
+class TuneArgs:
+    """Search a run's options with Optuna (TPE, median pruning on validation accuracy); test is read only by the best."""
+
+    # As in compare, encoders default to frozen: a transformer is encoded once and every trial trains on the cache.
+    run: RunConfig = field(default_factory=lambda: RunConfig(encoder=EncoderConfig(finetune=False)))
+    trials: int = 20
+    """Trials the study should hold, finished or pruned (a resumed study counts those it has)."""
+    timeout: float | None = None
+    """Stop starting new trials after this many minutes (this invocation; the running trial and the final run finish)."""
+    space: str | None = None
+    """JSON search space, e.g. `{"lr": {"low": 1e-4, "high": 1e-2, "log": true}, "pooling": {"choices": ["max"]}}`
+    (default: one per encoder kind, rnnlab/compare/tune_space.py)."""
+    study: str = "runs/tune"
+    """Study folder: study.db (resumable), trials/, best-trial-N/, trials.md/.csv, history.png, importance.png,
+    best.json."""
+    config: str | None = None
+    """JSON config every trial starts from; other flags override it."""
+    preset: str | None = None
+    """Named configuration every trial starts from (rnnlab/presets.py); other flags override it."""
+
+
+@dataclass
 class ReportArgs:
     """Rebuild the results table and charts of a grid (or any folder of runs); needs no torch."""
 
@@ -170,7 +192,9 @@ def _train(args: TrainArgs) -> None:
         if args.dry_run:  # one optimizer step and one short epoch: checks data, model and run folder in seconds
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1, max_steps=1))
     results = fit(cfg, resume=args.resume is not None)
-    if launched_rank() == 0:  # under torchrun every process returns the same results
+    if launched_rank() == 0 and results["test_accuracy"] is None:  # --no-evaluate-test
+        print(f"best epoch {results['best_epoch']}, val accuracy {results['best_val_accuracy']:.4f} (test not evaluated)")
+    elif launched_rank() == 0:  # under torchrun every process returns the same results
         print(f"test accuracy {results['test_accuracy']:.4f}  macro-F1 {results['test_macro_f1']:.4f}  "
           f"(best epoch {results['best_epoch']}, val accuracy {results['best_val_accuracy']:.4f})")  # fmt: skip
 
@@ -228,6 +252,17 @@ def _compare(args: CompareArgs) -> None:
         print(f"report: {Path(args.grid) / 'report' / 'results.md'}")
 
 
+def _tune(args: TuneArgs) -> None:
+    from rnnlab.compare.tune import run_tune
+    from rnnlab.compare.tune_space import default_space, load_space
+
+    space = load_space(args.space, args.run) if args.space else default_space(args.run)
+    summary = run_tune(args.run, space, Path(args.study), trials=args.trials, timeout_min=args.timeout)
+    print(f"best trial {summary['best_trial']}: val accuracy {summary['best_val_accuracy']:.4f}, test accuracy "
+          f"{summary['test_accuracy']:.4f}  macro-F1 {summary['test_macro_f1']:.4f}; "
+          f"reproduce with: rnnlab train --config {Path(args.study) / 'best.json'}")  # fmt: skip
+
+
 def _export(args: ExportArgs) -> None:
     if args.format == "hf":
         if args.quantize:
@@ -273,6 +308,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], None]]] = {
     "serve": (ServeArgs, _serve),
     "analyze": (AnalyzeArgs, _analyze),
     "compare": (CompareArgs, _compare),
+    "tune": (TuneArgs, _tune),
     "report": (ReportArgs, _report),
 }
 
@@ -295,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         name, (kind, handler), rest = _command(argv)
-        rest = expand_presets(rest) if kind is TrainArgs else rest
+        rest = expand_presets(rest) if kind in (TrainArgs, TuneArgs) else rest
         handler(_parse(kind, rest, f"rnnlab {name}"))
     except UserError as e:
         print(f"rnnlab: error: {e}", file=sys.stderr)
@@ -331,7 +367,7 @@ def _usage(table: dict, name: str) -> str:
 def _parse(kind: type, args: list[str], prog: str) -> Any:
     """Parse with tyro; its boxed error becomes one line naming the option at fault."""
     default = None
-    if "--config" in args and kind in (TrainArgs, CompareArgs):
+    if "--config" in args and kind in (TrainArgs, CompareArgs, TuneArgs):
         i = args.index("--config")
         if i + 1 >= len(args):
             raise UserError("--config needs a file")

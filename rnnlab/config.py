@@ -205,8 +205,35 @@ class TrainConfig:
     """Steps between resumable checkpoints (also written at every epoch end)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps in total (for smoke tests)."""
+    class_weights: str = "none"
+    """Cross-entropy weight per class: `none`, `auto` (inverse class frequency on the training split, mean weight 1)
+    or `LABEL=W,…` (unnamed labels weigh 1); also weighs the hard-label part of distillation."""
+    evaluate_test: bool = True
+    """Evaluate the test split at the end; `rnnlab tune` turns it off in its trials, so the search never sees test."""
     distill: DistillConfig = field(default_factory=DistillConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        parse_class_weights(self.class_weights)
+
+
+def parse_class_weights(spec: str) -> str | dict[str, float]:
+    """`none`, `auto`, or {label: weight} from `LABEL=W,…`; a malformed entry or a negative weight is a UserError."""
+    if spec in ("none", "auto"):
+        return spec
+    weights: dict[str, float] = {}
+    for entry in spec.split(","):
+        label, sep, value = entry.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = None
+        if not sep or not label.strip() or weight is None or not weight < float("inf"):
+            raise UserError(f"--class-weights: {entry!r} is not LABEL=WEIGHT (or use none / auto)")
+        if weight < 0:
+            raise UserError(f"--class-weights: weight {value} of label {label.strip()!r} is negative")
+        weights[label.strip()] = weight
+    return weights
 
 
 @dataclass

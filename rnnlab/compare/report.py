@@ -17,6 +17,7 @@ from rnnlab.compare.charts import plot_accuracy, plot_confusions, plot_val_curve
 from rnnlab.compare.stats import mcnemar
 from rnnlab.compare.text import PAIRING_NOTE, render_markdown, summary_paragraph
 from rnnlab.errors import UserError
+from rnnlab.metrics import per_class
 from rnnlab.runs import CHECKS, CONFIG, METRICS, PREDICTIONS, RESULTS, atomic_write_bytes
 
 _RESULT_KEYS = (
@@ -128,7 +129,7 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], dict[tuple, list[dict]]]:
             "name": _row_name(encoder, head, finetune), "encoder": encoder, "head": head, "finetune": finetune,
             "baseline": encoder == "tfidf", "n": len(members), "seeds": [r["seed"] for r in members],
             "accuracy_mean": float(np.mean(acc)), "accuracy_std": _std(acc),
-            "macro_f1_mean": _mean(f1) or 0.0, "macro_f1_std": _std(f1),
+            "macro_f1_mean": _mean(f1) or 0.0, "macro_f1_std": _std(f1), "recall": _recall(members),
             **{k: _mean([r[k] for r in members]) for k in ("params_trainable", "params_total", "train_seconds",
                                                            "reviews_per_s", "peak_memory_mb", "best_epoch",
                                                            *_CHECK_KEYS)},
@@ -137,6 +138,15 @@ def aggregate(runs: list[dict]) -> tuple[list[dict], dict[tuple, list[dict]]]:
         })  # fmt: skip
     rows.sort(key=lambda r: (-r["accuracy_mean"], -r["macro_f1_mean"], r["name"]))
     return rows, groups
+
+
+def _recall(members: list[dict]) -> dict[str, float] | None:
+    """Mean test recall of each class over the seeds, from each run's confusion matrix (so older runs have it too)."""
+    found = [dict(zip(r["label_names"], per_class(np.asarray(r["confusion_matrix"]))["recall"]))
+             for r in members if r["confusion_matrix"] and r["label_names"]]  # fmt: skip
+    if not found:
+        return None
+    return {name: float(np.mean([f[name] for f in found])) for name in found[0]}
 
 
 def _correctness(run: dict) -> tuple[np.ndarray, np.ndarray] | None:

@@ -83,8 +83,8 @@ def _fmt_count(value) -> str:
 
 
 TABLE_HEADER = (
-    "#", "model", "n", "accuracy", "macro-F1", "p vs best", "ECE (scaled)", "behaviour fails", "negation fails",
-    "params trainable / total", "train s", "reviews/s", "peak MB", "best epoch",
+    "#", "model", "n", "accuracy", "macro-F1", "recall per class", "p vs best", "ECE (scaled)", "behaviour fails",
+    "negation fails", "params trainable / total", "train s", "reviews/s", "peak MB", "best epoch",
 )  # fmt: skip
 
 
@@ -94,10 +94,15 @@ def _table_cells(i: int, r: dict) -> list[str]:
     return [
         str(i), name, str(r["n"]),
         f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}", f"{r['macro_f1_mean']:.4f} ± {r['macro_f1_std']:.4f}",
-        p, _fmt(r.get("ece_scaled"), ".3f"), _percent(r.get("behaviour_failure_rate")), _percent(r.get("negation_failure_rate")),
+        _recall_cell(r.get("recall")), p, _fmt(r.get("ece_scaled"), ".3f"), _percent(r.get("behaviour_failure_rate")),
+        _percent(r.get("negation_failure_rate")),
         f"{_fmt_count(r['params_trainable'])} / {_fmt_count(r['params_total'])}", _fmt(r["train_seconds"], ".1f"),
         _fmt(r["reviews_per_s"], ",.0f"), _fmt(r["peak_memory_mb"], ",.0f"), _fmt(r["best_epoch"], ".1f"),
     ]  # fmt: skip
+
+
+def _recall_cell(recall: dict[str, float] | None) -> str:
+    return "–" if not recall else ", ".join(f"{name} {value:.2f}" for name, value in recall.items())
 
 
 def markdown_table(rows: list[dict]) -> str:

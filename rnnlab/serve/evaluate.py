@@ -16,7 +16,7 @@ import numpy as np
 from rnnlab import runs
 from rnnlab.config import RunConfig
 from rnnlab.errors import UserError
-from rnnlab.metrics import scores
+from rnnlab.metrics import per_class, scores
 
 
 @dataclass
@@ -49,8 +49,9 @@ def evaluate_run(
     c = len(predictor.label_names)
     confusion = np.zeros((c, c), dtype=np.int64)
     np.add.at(confusion, (data.labels, probs.argmax(1)), 1)
-    return {"data": data.source, "examples": len(data.texts), **scores(confusion), "confusion_matrix": confusion.tolist(),
-            "label_names": predictor.label_names}  # fmt: skip
+    recall = dict(zip(predictor.label_names, per_class(confusion)["recall"]))
+    return {"data": data.source, "examples": len(data.texts), **scores(confusion), "recall": recall,
+            "confusion_matrix": confusion.tolist(), "label_names": predictor.label_names}  # fmt: skip
 
 
 def run_split(run: Path, split: str) -> LabelledTexts:

@@ -254,10 +254,14 @@ def _logits(teacher: Path, texts: list[str], prec: Precision) -> np.ndarray:
     return logits
 
 
-def distill_loss(cfg: DistillConfig, teacher: torch.Tensor, labels: torch.Tensor) -> LossFn:
-    """Summed over the batch: (1 − α) · the teacher term + α · cross-entropy on the hard labels."""
+def distill_loss(
+    cfg: DistillConfig, teacher: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+) -> LossFn:
+    """Summed over the batch: (1 − α) · the teacher term + α · cross-entropy on the hard labels (class-weighted
+    by `weights` [C] when given, as the plain loss is)."""
 
     teacher_on, labels_on = on_device(teacher), on_device(labels)
+    weights_on = on_device(weights) if weights is not None else None
 
     def loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -268,7 +272,8 @@ def distill_loss(cfg: DistillConfig, teacher: torch.Tensor, labels: torch.Tensor
             t = cfg.distill_temperature
             student, teacher_p = F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1)
             soft = F.kl_div(student, teacher_p, reduction="none", log_target=True).sum(-1) * t * t
-        hard = F.cross_entropy(logits, labels_on(logits.device)[rows], reduction="none")
+        weight = None if weights_on is None else weights_on(logits.device)
+        hard = F.cross_entropy(logits, labels_on(logits.device)[rows], weight=weight, reduction="none")
         return ((1 - cfg.alpha) * soft + cfg.alpha * hard).sum()
 
     return loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from rnnlab.config import RunConfig
 from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.split import Prepared, prepare
 from rnnlab.errors import UserError
+from rnnlab.metrics import per_class
 from rnnlab.model import TextClassifier, build_model, count_parameters, load_saved_state, load_tensors, save_tensors, saved_state
 from rnnlab.peak_memory import peak_mb, reset_peak
 from rnnlab.runs import atomic_write_json
 from rnnlab.runtime import Inputs, Precision, WindowInputs, autocast_dtype, configure_math, inputs_for, resolve_device
 from rnnlab.training.checkpoint import load_training, save_training
+from rnnlab.training.class_weights import class_weights, weighted_accuracy
 from rnnlab.training.distill import check_teacher, distill_loss, teacher_logits, with_transfer_set
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
 from rnnlab.training.loop import LossFn, Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
@@ -44,6 +47,10 @@ class Setup:
     split_hash: str
     loss_fn: LossFn
     tracker: Tracker = dataclasses.field(default_factory=NoTracker)
+    weights: torch.Tensor | None = None
+    """Per-class loss weights (--class-weights), or None."""
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
+    """Called with each epoch's metrics row once it is recorded (`rnnlab tune` reports to its pruner through it)."""
 
 
 def set_seed(seed: int) -> None:
@@ -52,8 +59,9 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """Train a classifier as `cfg` says, in this process or as one rank under torchrun; returns results."""
+def fit(cfg: RunConfig, resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train a classifier as `cfg` says, in this process or as one rank under torchrun; returns results.
+    `on_epoch(row)` sees every epoch's metrics; an exception it raises ends the run there (unfinished)."""
     configure_math()
     reset_peak()  # this run's own peak, also when a grid trains many runs in one process
     device = resolve_device(cfg.train.device)
@@ -64,6 +72,7 @@ def fit(cfg: RunConfig, resume: bool = False) -> dict[str, Any]:
     try:
         setup = _setup(cfg, device, dist, resume)
         setup.tracker = open_tracker(cfg.train.tracking.report_to, setup.run, enabled=dist.is_main, resume=resume)
+        setup.on_epoch = on_epoch
         with setup.tracker:
             setup.tracker.log_params(cfg.to_dict())
             state = _train(setup, resume)
@@ -78,6 +87,7 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     require(cfg.train.tracking.report_to)
     # Data and encoder come before the run folder is claimed, so bad input leaves no folder behind.
     data = prepare(cfg.dataset).compact()
+    weights = class_weights(cfg.train.class_weights, data)
     if cfg.train.distill.teacher:
         check_teacher(cfg.train.distill, data)
     set_seed(cfg.train.seed)
@@ -96,21 +106,21 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
         store = inputs.store  # its size is what --layer-mix multiplies
         log.info("feature cache %s: %d texts, %d wide, %.1f MB", store.folder, len(store), store.dim, store.vectors.nbytes / 1e6)
     labels = torch.as_tensor(data.labels, dtype=torch.long)
-    loss_fn = _loss(cfg, run, data, labels, dist)
-    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash, loss_fn)
+    loss_fn = _loss(cfg, run, data, labels, dist, weights=weights)
+    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash, loss_fn, weights)
 
 
-def _loss(cfg: RunConfig, run: Path, data: Prepared, labels: torch.Tensor, dist: Dist) -> LossFn:
+def _loss(cfg: RunConfig, run: Path, data: Prepared, labels: torch.Tensor, dist: Dist, *, weights: torch.Tensor | None) -> LossFn:
     """Cross-entropy, or with --teacher the distillation loss on the teacher's stored logits (rank 0 computes
     them; the other ranks read rank 0's file)."""
     if not cfg.train.distill.teacher:
-        return cross_entropy(labels)
+        return cross_entropy(labels, weights)
     if dist.is_main:
         teacher = teacher_logits(run, data, cfg.train.distill, device=cfg.train.device)
     dist.barrier()
     if not dist.is_main:
         teacher = teacher_logits(run, data, cfg.train.distill, device=cfg.train.device)
-    return distill_loss(cfg.train.distill, teacher, labels)
+    return distill_loss(cfg.train.distill, teacher, labels, weights)
 
 
 def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool, transfer_texts: list[str]):
@@ -227,10 +237,13 @@ def _end_epoch(s: Setup, state: TrainState, *, lr: float) -> None:
     row = {"epoch": state.epoch, "step": state.step, "train_loss": totals[0].item() / max(totals[1].item(), 1),
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"],
            "lr": lr, "seconds": round(state.loop_seconds, 2)}  # fmt: skip
+    score = val["accuracy"]
+    if s.weights is not None:  # the best epoch by the same class weights as the loss
+        score = row["val_weighted_accuracy"] = weighted_accuracy(val["confusion"], s.weights)
     state.history.append(row)
     state.loss_sum, state.seen = 0.0, 0
-    if val["accuracy"] > state.best_accuracy:
-        state.best_accuracy, state.best_epoch, state.bad_epochs = val["accuracy"], state.epoch, 0
+    if score > state.best_accuracy:
+        state.best_accuracy, state.best_epoch, state.bad_epochs = score, state.epoch, 0
         if s.dist.is_main:
             save_tensors(s.run / runs.WEIGHTS, saved_state(s.model), {"epoch": state.epoch})
     else:
@@ -241,6 +254,8 @@ def _end_epoch(s: Setup, state: TrainState, *, lr: float) -> None:
         tqdm.write(msg)
         runs.write_metrics(s.run, state.history)
         s.tracker.log_metrics(row, step=state.step)
+    if s.on_epoch is not None:
+        s.on_epoch(row)
 
 
 def _save_checkpoint(s: Setup, state: TrainState, optimizer, scheduler) -> None:
@@ -258,26 +273,36 @@ def _load_checkpoint(s: Setup, optimizer, scheduler) -> TrainState:
 
 
 def _finish(s: Setup, state: TrainState) -> dict[str, Any]:
-    """Evaluate the test set once, on the best validation checkpoint, and write the results."""
+    """Evaluate the test set once (unless --no-evaluate-test), on the best validation checkpoint, and write the results."""
     s.dist.barrier()  # rank 0 may still be writing the best weights of the last epoch
     weights, _ = load_tensors(s.run / runs.WEIGHTS)
     load_saved_state(s.model, weights, s.run / runs.WEIGHTS)
-    test_idx = s.data.split["test"]
-    test = evaluate(s.model, s.inputs, test_idx, s.labels, len(s.data.label_names), s.prec, Dist())
     trainable, total = count_parameters(s.model)
-    results = {"finished": True, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
-               "test_loss": test["loss"], "confusion_matrix": test["confusion"], "label_names": s.data.label_names,
+    test = _test(s) if s.cfg.train.evaluate_test else {"test_accuracy": None, "test_macro_f1": None, "test_loss": None}
+    results = {"finished": True, **test, "label_names": s.data.label_names,
                "best_epoch": state.best_epoch, "best_val_accuracy": state.best_accuracy,
                "train_seconds": round(state.loop_seconds, 2),
                "reviews_per_s": round(state.total_seen * s.dist.world_size / max(state.loop_seconds, 1e-9), 2),
                "peak_memory_mb": round(peak_mb(), 1), "params_trainable": trainable, "params_total": total,
                "encoder": s.cfg.encoder.encoder, "head": s.cfg.model.head, "finetune": s.model.encoder.trainable,
-               "seed": s.cfg.train.seed, "split_hash": s.split_hash, "teacher": s.cfg.train.distill.teacher}  # fmt: skip
+               "seed": s.cfg.train.seed, "split_hash": s.split_hash, "teacher": s.cfg.train.distill.teacher,
+               "class_weights": None if s.weights is None else s.weights.tolist()}  # fmt: skip
     if s.dist.is_main:
-        runs.write_predictions(s.run, s.data.dataset_ids(test_idx), s.data.labels[test_idx], test["probs"], s.data.label_names)
         runs.plot_curves(state.history, s.run / runs.CURVES)
         atomic_write_json(s.run / runs.RESULTS, results)
         s.tracker.log_results(results)
         (s.run / runs.CHECKPOINT).unlink(missing_ok=True)
-    s.log.info("test accuracy %.4f, macro-F1 %.4f", test["accuracy"], test["macro_f1"])
+    if results["test_accuracy"] is not None:
+        s.log.info("test accuracy %.4f, macro-F1 %.4f", results["test_accuracy"], results["test_macro_f1"])
     return results
+
+
+def _test(s: Setup) -> dict[str, Any]:
+    """The test split's scores (recall per class by label) and, from rank 0, its predictions file."""
+    test_idx = s.data.split["test"]
+    test = evaluate(s.model, s.inputs, test_idx, s.labels, len(s.data.label_names), s.prec, Dist())
+    if s.dist.is_main:
+        runs.write_predictions(s.run, s.data.dataset_ids(test_idx), s.data.labels[test_idx], test["probs"], s.data.label_names)
+    recall = per_class(np.asarray(test["confusion"]))["recall"]
+    return {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"], "test_loss": test["loss"],
+            "test_recall": dict(zip(s.data.label_names, recall)), "confusion_matrix": test["confusion"]}  # fmt: skip

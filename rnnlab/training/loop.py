@@ -69,10 +69,17 @@ def on_device(table: torch.Tensor) -> Callable[[torch.device], torch.Tensor]:
     return lambda device: copies.setdefault(device, table.to(device))
 
 
-def cross_entropy(labels: torch.Tensor) -> LossFn:
-    """The classification loss: summed cross-entropy of logits (never probabilities) against `labels`."""
+def cross_entropy(labels: torch.Tensor, weights: torch.Tensor | None = None) -> LossFn:
+    """The classification loss: summed cross-entropy of logits (never probabilities) against `labels`, each text
+    weighted by its class's entry of `weights` [C] when given (--class-weights)."""
     labels_on = on_device(labels)
-    return lambda logits, rows: F.cross_entropy(logits.float(), labels_on(logits.device)[rows], reduction="sum")
+    weights_on = on_device(weights) if weights is not None else lambda device: None
+
+    def loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        device = logits.device
+        return F.cross_entropy(logits.float(), labels_on(device)[rows], weight=weights_on(device), reduction="sum")
+
+    return loss
 
 
 @dataclass
