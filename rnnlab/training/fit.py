@@ -107,7 +107,7 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
         log.info("feature cache %s: %d texts, %d wide, %.1f MB", store.folder, len(store), store.dim, store.vectors.nbytes / 1e6)
     labels = torch.as_tensor(data.labels, dtype=torch.long)
     loss_fn = _loss(cfg, run, data, labels, dist, weights=weights)
-    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash, loss_fn, weights)
+    return Setup(cfg, run, dist, prec, data, inputs, labels, model, log, split_hash, loss_fn, weights=weights)
 
 
 def _loss(cfg: RunConfig, run: Path, data: Prepared, labels: torch.Tensor, dist: Dist, *, weights: torch.Tensor | None) -> LossFn:
