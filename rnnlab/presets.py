@@ -31,15 +31,21 @@ PRESETS: dict[str, list[str]] = {
     "frozen-mix7-bilstm": ["--no-finetune", "--layer-mix", "7", "--head", "bilstm", "--epochs", "6"],
 }
 
+LM_PRESETS: dict[str, list[str]] = {
+    # `rnnlab lm train --preset NAME`; docs/lm.md measures them.
+    "lm-cpu": [],
+    "lm-gpu": [],
+}
 
-def expand(args: list[str]) -> list[str]:
+
+def expand(args: list[str], table: dict[str, list[str]] = PRESETS) -> list[str]:
     """Put the flags of `--preset NAME` first, so that the user's own flags (which keep `--preset NAME`) win."""
     if "--preset" not in args:
         return args
     i = args.index("--preset")
     if i + 1 >= len(args):
-        raise UserError(f"--preset needs a name; choose from: {', '.join(PRESETS)}")
+        raise UserError(f"--preset needs a name; choose from: {', '.join(table)}")
     name = args[i + 1]
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
-    return [*PRESETS[name], *args]
+    if name not in table:
+        raise UserError(f"unknown preset {name!r}; choose from: {', '.join(table)}")
+    return [*table[name], *args]

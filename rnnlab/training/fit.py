@@ -26,7 +26,7 @@ from rnnlab.training.checkpoint import load_training, save_training
 from rnnlab.training.distill import check_teacher, distill_loss, teacher_logits, with_transfer_set
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
 from rnnlab.training.loop import LossFn, Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
-from rnnlab.training.optim import head_lr, make_optimizer, make_schedule
+from rnnlab.training.optim import head_lr, make_optimizer, make_schedule, unfreeze, unfreezing_groups
 
 
 @dataclass
@@ -77,7 +77,7 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     set_seed(cfg.train.seed)
     encoder = _encoder(cfg, run, data, dist, resume)
     log = runs.open_log(run if dist.is_main else None)
-    split_hash = _record_split(run, data, dist, resume)  # of the split as it is: a transfer set only adds to train
+    split_hash = record_split(run, data, dist, resume)  # of the split as it is: a transfer set only adds to train
     if cfg.train.distill.teacher:
         data = with_transfer_set(data, cfg.train.distill, cfg.train.seed)
     prec = Precision(device, autocast_dtype(device, cfg.train.bf16))
@@ -131,7 +131,7 @@ def _run_dir(cfg: RunConfig, dist: Dist) -> Path:
     return Path(path[0])
 
 
-def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
+def record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
     """Write split.json and labels.json (refusing a resume on changed data); returns the split's hash."""
     manifest = data.manifest()
     if resume and (run / runs.SPLIT).is_file():
@@ -171,7 +171,9 @@ def _train(s: Setup, resume: bool) -> TrainState:
     total = steps_per_epoch * cfg.epochs
     scheduler = make_schedule(optimizer, min(cfg.max_steps or total, total), cfg.warmup)
     state = _load_checkpoint(s, optimizer, scheduler) if resume else TrainState()
+    groups = unfreezing_groups(s.cfg, s.model)
     while state.epoch < cfg.epochs and not _done(s, state):
+        unfreeze(groups, state.epoch)
         batches = [[int(train_idx[i]) for i in batch] for batch in sampler.batches(state.epoch)]
         _run_epoch(s, state, batches, ddp, optimizer, scheduler)
         _end_epoch(s, state, lr=head_lr(optimizer, s.cfg.train.lr))
