@@ -35,6 +35,10 @@ def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return x * mask
 
 
+def _keep_weights_apart() -> None:
+    """Replaces `nn.LSTM.flatten_parameters` for weight-dropped layers (see `WeightDropLSTM`)."""
+
+
 class WeightDropLSTM(nn.Module):
     """One `nn.LSTM` layer whose hidden-to-hidden weights get a new DropConnect mask at every forward in training.
 
@@ -50,6 +54,8 @@ class WeightDropLSTM(nn.Module):
         del self.lstm._parameters["weight_hh_l0"]
         self.weight_hh_raw = nn.Parameter(raw.detach().clone())
         self.lstm.weight_hh_l0 = self.weight_hh_raw.detach()
+        # cuDNN's flatten_parameters would copy the dropped weights into its buffer in place, behind autograd's back.
+        self.lstm.flatten_parameters = _keep_weights_apart
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         raw = self.weight_hh_raw
