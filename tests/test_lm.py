@@ -276,6 +276,10 @@ def test_bad_lm_inputs_are_one_line_each(lm_run, tmp_path, capsys):
     args = ["train", "--data", str(data), "--encoder", f"lm:{mismatched}", "--no-progress", "--run-dir", str(tmp_path / "c")]
     assert cli.main(args) == 2
     assert "does not match" in one_error_line(capsys)
+    other_split = ["train", "--data", str(data), "--encoder", f"lm:{run}", "--split-seed", "1", "--no-progress",
+                   "--run-dir", str(tmp_path / "d")]  # fmt: skip
+    assert cli.main(other_split) == 2
+    assert "validation and test texts" in one_error_line(capsys)
 
 
 def test_classifier_on_the_pretrained_stack_trains_and_exports(lm_run, tmp_path):

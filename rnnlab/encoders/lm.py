@@ -9,6 +9,7 @@ whose weight is the embedding itself (tied), after a locked output dropout. `LME
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -129,8 +130,6 @@ class LanguageModel(nn.Module):
 
 def read_lm_run(run: Path) -> tuple[dict[str, Any], LMVocab, dict[str, Tensor]]:
     """An LM run's network description (its config's `net`), vocabulary and weights, checked against each other."""
-    import json
-
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -178,6 +177,18 @@ class LMEncoder(Encoder):
                       fingerprint=fingerprint([Path(run, LM_WEIGHTS)]))  # fmt: skip
         encoder.stack.load_state_dict({k.removeprefix("stack."): v for k, v in weights.items() if k.startswith("stack.")})
         return encoder
+
+    def check_unseen(self, dataset: str, held_out: set[int]) -> None:
+        """Refuse a classifier whose validation or test texts (`held_out`, dataset ids) the language model trained on:
+        same dataset, but a split the LM run did not use."""
+        path = Path(self.source, "split.json")
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if saved.get("dataset") != dataset:
+            return  # another corpus (or an unknown one): its ids name other texts
+        seen = held_out & set(saved.get("train", []))
+        if seen:
+            raise UserError(f"--encoder lm:{self.source}: its language model trained on {len(seen)} of this run's "
+                            "validation and test texts; use the LM run's --split-seed, --test-size and --val-size")  # fmt: skip
 
     def tokenize_counted(self, texts: list[str]) -> tuple[list[list[int]], list[int]]:
         ids = self.vocab.encode(texts)

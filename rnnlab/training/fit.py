@@ -110,12 +110,15 @@ def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool
     """Rank 0 builds the encoder (or reloads the run's when resuming), claims the folder and saves it there;
     the other ranks then load rank 0's copy. A scratch vocabulary trained twice on the same texts can
     differ (huggingface/tokenizers#1794), so it is trained once per run and never again."""
-    from rnnlab.encoders import build_encoder, load_encoder
+    from rnnlab.encoders import LMEncoder, build_encoder, load_encoder
 
     encoder = None
     if dist.is_main:
         train_texts = [data.texts[i] for i in data.split["train"]]
         encoder = load_encoder(run) if resume else build_encoder(cfg.encoder, train_texts)
+        if isinstance(encoder, LMEncoder):  # a language model must not have read the texts this run is scored on
+            held_out = np.concatenate([data.split["val"], data.split["test"]])
+            encoder.check_unseen(data.source, set(data.dataset_ids(held_out).tolist()))
         runs.claim(run, cfg.overwrite, resume)
         if not resume:
             runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
