@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -23,6 +24,7 @@ from rnnlab.lm.evaluate import perplexity
 from rnnlab.lm.sampling import pick, sample_ids
 from rnnlab.lm.stream import count_words, join, rows, windows
 from rnnlab.model import build_model
+from rnnlab.presets import LM_PRESETS, expand
 from rnnlab.runtime import Precision
 from rnnlab.training.optim import DISCRIMINATIVE_FACTOR, make_optimizer, unfreeze, unfreezing_groups
 
@@ -300,3 +302,10 @@ def test_classifier_on_the_pretrained_stack_trains_and_exports(lm_run, tmp_path)
         unfrozen_from = 4 if name.startswith("embedding") else 3 - int(name.split(".")[1])
         assert torch.equal(p, pretrained[f"stack.{name}"]) == (best < unfrozen_from), (name, best)
     assert export_onnx(clf).is_file()
+
+
+@pytest.mark.parametrize("name", sorted(LM_PRESETS))
+def test_every_lm_preset_parses_builds_and_yields_to_later_flags(name):
+    args = cli._parse(cli.LMTrainArgs, expand(["--preset", name, "--epochs", "7"], LM_PRESETS), "rnnlab lm train")
+    model = LanguageModel(args.run.vocab_size, **dataclasses.asdict(args.run.net))
+    assert args.run.epochs == 7 and model.decoder.out_features == args.run.vocab_size
