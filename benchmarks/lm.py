@@ -86,15 +86,17 @@ def main() -> None:
     train_lm(out / "lm-random", [*lm_args, "--epochs", "0"])  # the same vocabulary: it is learned deterministically
     test = json.loads(rnnlab("lm", "eval", str(out / "lm")))
     samples = {p: rnnlab("lm", "generate", str(out / "lm"), "--prompt", p, "--length", "60", "--temperature", "0.8",
-                         "--top-k", "40", "--seed", "0").strip() for p in PROMPTS}  # fmt: skip
+                         "--top-k", "40", "--seed", str(seed)).strip() for seed, p in enumerate(PROMPTS)}  # fmt: skip
     if args.lm_only:
         return write(args, out, lm_seconds, test, samples, {}, None)
     clf = [*data, "--head", "fnn", "--pooling", "concat", "--hidden-size", "50", "--epochs", str(args.clf_epochs),
            "--batch-size", "32", "--lr", "3e-3", "--max-length", "256", "--patience", "9", *extra]  # fmt: skip
-    pretrained = classify(out / "ulmfit", ["--encoder", f"lm:{out / 'lm'}", *clf])
-    scratch = classify(out / "random-init", ["--encoder", f"lm:{out / 'lm-random'}", "--no-gradual-unfreezing", *clf])
-    baseline = tfidf(args.fraction, out / "tfidf")
-    write(args, out, lm_seconds, test, samples, {"pretrained": pretrained, "random": scratch}, baseline)
+    classifiers = {
+        "pretrained": classify(out / "ulmfit", ["--encoder", f"lm:{out / 'lm'}", *clf]),
+        "pretrained-all": classify(out / "pretrained-all", ["--encoder", f"lm:{out / 'lm'}", "--no-gradual-unfreezing", *clf]),
+        "random": classify(out / "random-init", ["--encoder", f"lm:{out / 'lm-random'}", "--no-gradual-unfreezing", *clf]),
+    }  # fmt: skip
+    write(args, out, lm_seconds, test, samples, classifiers, tfidf(args.fraction, out / "tfidf"))
 
 
 def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classifiers: dict, baseline: dict) -> None:
@@ -112,8 +114,9 @@ def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classif
         ["training tokens/s", f"{lm['tokens_per_s']:,.0f}"],
         ["LM wall time (training + validation + vocabulary)", f"{lm_seconds / 60:.1f} min"],
     ])  # fmt: skip
-    names = {"pretrained": "ULMFiT: pretrained LM stack, gradual unfreezing",
-             "random": "same architecture, random init, all layers from the start"}  # fmt: skip
+    names = {"pretrained": "ULMFiT: pretrained LM stack, gradual unfreezing, lr / 2.6^depth",
+             "pretrained-all": "pretrained LM stack, all layers at --lr from the start",
+             "random": "same architecture, random init, all layers at --lr from the start"}  # fmt: skip
     rows = [[names[key], f"{100 * r['test_accuracy']:.2f}", f"{100 * r['test_macro_f1']:.2f}", r["best_epoch"],
              f"{s / 60:.1f}"] for key, (r, s) in classifiers.items()]  # fmt: skip
     if baseline:
@@ -132,7 +135,7 @@ def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classif
 
 {clf_table}
 
-Samples (`rnnlab lm generate RUN --prompt P --length 60 --temperature 0.8 --top-k 40 --seed 0`):
+Samples (`rnnlab lm generate RUN --prompt P --length 60 --temperature 0.8 --top-k 40 --seed S`, S = 0, 1, 2):
 
 {text}""", LM_MD)
     print(f"wrote {LM_MD}")

@@ -58,10 +58,12 @@ class WeightDropLSTM(nn.Module):
         # cuDNN's flatten_parameters would copy the dropped weights into its buffer in place, behind autograd's back.
         self.lstm.flatten_parameters = _keep_weights_apart
 
-    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        raw = self.weight_hh_raw
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None, *,
+                drop: bool | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:  # fmt: skip
+        """`drop`: apply weight drop (default: in training mode)."""
+        raw, drop = self.weight_hh_raw, self.training if drop is None else drop
         # A plain tensor, never the Parameter itself: assigning a Parameter would register it on the LSTM a second time.
-        self.lstm.weight_hh_l0 = F.dropout(raw, self.weight_p) if self.training and self.weight_p else raw.view_as(raw)
+        self.lstm.weight_hh_l0 = F.dropout(raw, self.weight_p) if drop and self.weight_p else raw.view_as(raw)
         with warnings.catch_warnings():  # on CUDA the dropped copy is not in cuDNN's single weight buffer
             warnings.filterwarnings("ignore", message="RNN module weights are not part")
             return self.lstm(x, state)  # [B, T, H], ([1, B, H], [1, B, H])
@@ -81,17 +83,20 @@ class LSTMStack(nn.Module):
         self.out_dim = emb_dim
 
     def forward(self, ids: Tensor, state: State | None = None) -> tuple[list[Tensor], State]:
+        # Dropout regularises what trains: a layer frozen by gradual unfreezing runs without it (it would only add noise
+        # to the features the head learns from). Everything trains in a language model, so there all of it applies.
+        trains = [self.training and layer.weight_hh_raw.requires_grad for layer in self.layers]
         weight = self.embedding.weight
-        if self.training and self.embed_p:  # drop whole words: the same rows for every occurrence in the batch
+        if self.training and weight.requires_grad and self.embed_p:  # drop whole words: the same rows everywhere
             weight = weight * weight.new_empty(weight.size(0), 1).bernoulli_(1 - self.embed_p) / (1 - self.embed_p)
-        x = locked_dropout(F.embedding(ids, weight, PAD), self.input_p, self.training)  # [B, T, E]
+        x = locked_dropout(F.embedding(ids, weight, PAD), self.input_p, trains[0])  # [B, T, E]
         outputs, new_state = [], []
         for i, layer in enumerate(self.layers):
-            x, layer_state = layer(x, None if state is None else state[i])  # [B, T, H_i]
+            x, layer_state = layer(x, None if state is None else state[i], drop=trains[i])  # [B, T, H_i]
             outputs.append(x)
             new_state.append(layer_state)
             if i < len(self.layers) - 1:
-                x = locked_dropout(x, self.hidden_p, self.training)
+                x = locked_dropout(x, self.hidden_p, trains[i + 1])
         return outputs, new_state
 
     def groups(self) -> list[list[nn.Parameter]]:
