@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--out", default=str(ROOT / "runs" / "lm-bench"))
     parser.add_argument("--preset", default="lm-cpu")
-    parser.add_argument("--lm-epochs", type=int, default=3)
+    parser.add_argument("--lm-epochs", type=int, default=4)
     parser.add_argument("--clf-epochs", type=int, default=4)
     parser.add_argument("--extra", default="", help="flags added to every training command (e.g. --device cuda)")
     parser.add_argument("--section", default=None)
@@ -124,7 +124,9 @@ def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classif
                      f"{100 * baseline['test_macro_f1']:.2f}", "–", f"{baseline['train_seconds'] / 60:.1f}"])  # fmt: skip
     clf_table = table(["classifier", "test accuracy %", "macro-F1 %", "best epoch", "wall min"], rows) if rows else ""
     text = "\n\n".join(f"**{p}** → {s}" for p, s in samples.items())
-    write_section(section, f"""### IMDB, fraction {args.fraction} (`python benchmarks/lm.py --fraction {args.fraction}`)
+    write_section(
+        section,
+        f"""### IMDB, fraction {args.fraction} (`python benchmarks/lm.py --fraction {args.fraction}`)
 
 {machine()}; {load()} when written. LM: `rnnlab lm train --preset {args.preset} --fraction {args.fraction} --epochs
 {args.lm_epochs}`; classifiers: `rnnlab train --encoder lm:RUN --head fnn --pooling concat --hidden-size 50 --epochs
@@ -137,7 +139,9 @@ def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classif
 
 Samples (`rnnlab lm generate RUN --prompt P --length 60 --temperature 0.8 --top-k 40 --seed S`, S = 0, 1, 2):
 
-{text}""", LM_MD)
+{text}""",
+        LM_MD,
+    )
     print(f"wrote {LM_MD}")
 
 

@@ -225,4 +225,3 @@ def _finish(s: LMSetup, state: TrainState) -> dict[str, Any]:
     (s.run / runs.CHECKPOINT).unlink(missing_ok=True)
     s.log.info("finished: %s", results)
     return results
-
