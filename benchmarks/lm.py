@@ -99,21 +99,25 @@ def main() -> None:
     write(args, out, lm_seconds, test, samples, classifiers, tfidf(args.fraction, out / "tfidf"))
 
 
-def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classifiers: dict, baseline: dict) -> None:
-    lm = json.loads((out / "lm" / "results.json").read_text())
-    config = json.loads((out / "lm" / "config.json").read_text())
-    net = config["net"]
-    section = args.section or f"lm-f{args.fraction}"
-    lm_table = table(["", "value"], [
-        ["texts (training split)", f"{json.loads((out / 'lm' / 'split.json').read_text())['sizes']['train']:,}"],
+def describe_lm(run: Path, test: dict, seconds: float) -> str:
+    """The LM's table: data, vocabulary, network, perplexities and speed."""
+    lm = json.loads((run / "results.json").read_text())
+    net = json.loads((run / "config.json").read_text())["net"]
+    return table(["", "value"], [
+        ["texts (training split)", f"{json.loads((run / 'split.json').read_text())['sizes']['train']:,}"],
         ["vocabulary", f"{lm['vocab']} {lm['vocab_size']:,}"],
         ["network", f"emb {net['emb_dim']}, hidden {net['hidden_size']}, {net['layers']} layers, {lm['params']:,} weights"],
         ["epochs × tokens", f"{lm['epochs']} × {lm['train_tokens']:,}"],
         ["validation perplexity per token / per word", f"{lm['val_ppl_token']:.1f} / {lm['val_ppl_word']:.1f}"],
         ["test perplexity per token / per word", f"{test['ppl_token']:.1f} / {test['ppl_word']:.1f}"],
         ["training tokens/s", f"{lm['tokens_per_s']:,.0f}"],
-        ["LM wall time (training + validation + vocabulary)", f"{lm_seconds / 60:.1f} min"],
+        ["LM wall time (training + validation + vocabulary)", f"{seconds / 60:.1f} min"],
     ])  # fmt: skip
+
+
+def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classifiers: dict, baseline: dict) -> None:
+    section = args.section or f"lm-f{args.fraction}"
+    lm_table = describe_lm(out / "lm", test, lm_seconds)
     names = {"pretrained": "ULMFiT: pretrained LM stack, gradual unfreezing, lr / 2.6^depth",
              "pretrained-all": "pretrained LM stack, all layers at --lr from the start",
              "random": "same architecture, random init, all layers at --lr from the start"}  # fmt: skip

@@ -231,11 +231,13 @@ def test_lm_documents_never_include_validation_or_test_texts(tmp_path):
     assert saved["hash"] == prepared.manifest()["hash"] and isinstance(LMConfig.load(tmp_path / "lm" / runs.CONFIG), LMConfig)
 
 
-def test_a_killed_lm_run_resumes_exactly(lm_run, tmp_path):
+def test_a_killed_lm_run_resumes_exactly(lm_run, tmp_path, capsys):
     data, uninterrupted = lm_run
     run = tmp_path / "lm"
     assert rnnlab(lm_args(data, run), kill_at=7).returncode == -signal.SIGKILL
     assert (run / runs.CHECKPOINT).is_file() and not (run / runs.RESULTS).exists()
+    assert cli.main(lm_args(data, run)) == 2  # a plain restart refuses to clobber it, and says how to continue
+    assert f"rnnlab lm train --resume {run}" in one_error_line(capsys)
     resumed = rnnlab(["lm", "train", "--resume", str(run)])
     assert resumed.returncode == 0, resumed.stderr
     timing = {"seconds", "tokens_per_s"}
@@ -253,6 +255,8 @@ def test_lm_eval_and_generate(lm_run, capsys):
     assert cli.main(["lm", "eval", str(run), "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["texts"] == 16 and 1 < result["ppl_token"] < result["ppl_word"]
+    assert cli.main(["lm", "eval", str(run), "--data", str(data), "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["texts"] == 80  # every text of the file
     args = ["lm", "generate", str(run), "--prompt", "the film", "--length", "30", "--top-k", "5", "--seed", "3"]
     assert cli.main(args) == 0
     first = capsys.readouterr().out

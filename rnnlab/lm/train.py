@@ -71,13 +71,13 @@ def train_lm(cfg: LMConfig, resume: bool = False) -> dict[str, Any]:
 
 def _setup(cfg: LMConfig, resume: bool) -> LMSetup:
     run = Path(cfg.run_dir or Path("runs") / f"lm-{cfg.vocab}-{time.strftime('%Y%m%d-%H%M%S')}")
-    runs.check_claim(run, cfg.overwrite, resume)
+    runs.check_claim(run, cfg.overwrite, resume, verb="lm train")
     data = prepare(cfg.dataset).compact()
     train_texts = _texts(data, "train")
     set_seed(cfg.seed)
     # Learned once per run from the training texts alone; a resume reads the run's own.
     vocab = LMVocab.load(run) if resume else LMVocab.learn(train_texts, cfg.vocab, cfg.vocab_size)
-    runs.claim(run, cfg.overwrite, resume)
+    runs.claim(run, cfg.overwrite, resume, verb="lm train")
     if not resume:
         runs.atomic_write_json(run / runs.CONFIG, dataclasses.replace(cfg, run_dir=str(run), overwrite=False).to_dict())
         vocab.save(run)
