@@ -19,6 +19,8 @@ import tyro
 
 from rnnlab.config import AnalyzeConfig, EncoderConfig, HeadName, RunConfig, ServeLimits
 from rnnlab.errors import UserError
+from rnnlab.lm.config import LMTrainArgs
+from rnnlab.presets import LM_PRESETS, PRESETS
 from rnnlab.presets import expand as expand_presets
 
 Positional = tyro.conf.Positional
@@ -313,6 +315,22 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], None]]] = {
 }
 
 
+def _lm_commands() -> dict[str, tuple[type, Callable[[Any], None]]]:
+    from rnnlab.lm import config as lm_config
+
+    def runner(name: str) -> Callable[[Any], None]:
+        return lambda args: getattr(__import__("rnnlab.lm.commands", fromlist=[name]), name)(args)
+
+    return {
+        "train": (lm_config.LMTrainArgs, runner("train")),
+        "eval": (lm_config.LMEvalArgs, runner("evaluate")),
+        "generate": (lm_config.LMGenerateArgs, runner("generate")),
+    }
+
+
+_PRESETS = {TrainArgs: PRESETS, TuneArgs: PRESETS, LMTrainArgs: LM_PRESETS}
+
+
 def _demo_commands() -> dict[str, tuple[type, Callable[[Any], None]]]:
     from rnnlab.demos import config as demo_config
 
@@ -331,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         name, (kind, handler), rest = _command(argv)
-        rest = expand_presets(rest) if kind in (TrainArgs, TuneArgs) else rest
+        rest = expand_presets(rest, _PRESETS[kind]) if kind in _PRESETS else rest
         handler(_parse(kind, rest, f"rnnlab {name}"))
     except UserError as e:
         print(f"rnnlab: error: {e}", file=sys.stderr)
@@ -344,10 +362,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(argv: list[str]) -> tuple[str, tuple[type, Callable[[Any], None]], list[str]]:
     table, name, rest = COMMANDS, argv[0] if argv else "", argv[1:]
-    if name == "demo":
-        table, name, rest = _demo_commands(), f"demo {rest[0]}" if rest else "demo", rest[1:]
-    key = name.removeprefix("demo ")
-    if key in ("", "-h", "--help", "demo"):
+    if name in ("demo", "lm"):
+        group, table = name, _demo_commands() if name == "demo" else _lm_commands()
+        name, rest = f"{group} {rest[0]}" if rest else group, rest[1:]
+    key = name.removeprefix("demo ").removeprefix("lm ")
+    if key in ("", "-h", "--help", "demo", "lm"):
         print(_usage(table, name))
         raise SystemExit(0 if key in ("-h", "--help") else 2)
     if key not in table:
@@ -356,10 +375,11 @@ def _command(argv: list[str]) -> tuple[str, tuple[type, Callable[[Any], None]], 
 
 
 def _usage(table: dict, name: str) -> str:
-    prefix = "rnnlab demo" if name.startswith("demo") else "rnnlab"
+    prefix = "rnnlab " + name.split()[0] if name.split()[0:1] in (["demo"], ["lm"]) else "rnnlab"
     lines = [f"usage: {prefix} COMMAND [OPTIONS]   ({prefix} COMMAND --help for its options)", ""]
     lines += [f"  {cmd:10s} {(kind.__doc__ or '').strip().splitlines()[0]}" for cmd, (kind, _) in table.items()]
     if prefix == "rnnlab":
+        lines.append("  lm         Language models (ULMFiT): train, eval, generate")
         lines.append("  demo       Teaching demos: char, memory, gradients, gates")
     return "\n".join(lines)
 

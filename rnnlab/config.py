@@ -16,7 +16,7 @@ from rnnlab.errors import UserError
 
 # The head names, typed for the CLI and the JSON loader; what each name means lives in rnnlab/heads/ alone.
 HeadName = Literal["fnn", "rnn", "gru", "lstm", "bilstm", "bigru", "textcnn", "transformer"]
-Pooling = Literal["last", "mean", "max", "attention"]
+Pooling = Literal["last", "mean", "max", "attention", "concat"]
 RECURRENT_HEADS = ("rnn", "gru", "lstm", "bilstm", "bigru")
 """The heads built from recurrent cells (the only ones `impl` applies to)."""
 
@@ -105,7 +105,8 @@ class HeadConfig:
     dropout: float = 0.2
     """Dropout before the classifier and between stacked layers."""
     pooling: Pooling | None = None
-    """Text vector from token states; default `last` for recurrent heads, `max` for textcnn, `mean` otherwise."""
+    """Text vector from token states; default `last` for recurrent heads, `max` for textcnn, `mean` otherwise;
+    `concat` joins last, max and mean (ULMFiT's concat pooling, three times as wide)."""
     impl: Literal["torch", "scratch"] = "torch"
     """Recurrent cells: torch's fused ones, or rnnlab.cells written from tensor operations."""
     chunk_pooling: Pooling = "mean"
@@ -210,6 +211,10 @@ class TrainConfig:
     or `LABEL=W,…` (unnamed labels weigh 1); also weighs the hard-label part of distillation."""
     evaluate_test: bool = True
     """Evaluate the test split at the end; `rnnlab tune` turns it off in its trials, so the search never sees test."""
+    gradual_unfreezing: bool = True
+    """With --encoder lm:RUN: the first epoch trains the head alone, each later one unfreezes one more LSTM layer from
+    the top (then the embedding), each at --lr / 2.6**depth (ULMFiT); --no-gradual-unfreezing trains all at --lr from the
+    start."""
     distill: DistillConfig = field(default_factory=DistillConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -47,15 +47,27 @@ PRESETS: dict[str, list[str]] = {
                               "--hidden-size", "200", "--pooling", "max"],  # fmt: skip
 }
 
+LM_PRESETS: dict[str, list[str]] = {
+    # `rnnlab lm train --preset NAME`; docs/lm.md measures them.
+    # 2 CPU cores: a small stack and vocabulary, so that an epoch of full IMDB's training split (about 6M tokens) takes
+    # under 40 minutes (docs/lm.md); batches of 16 streams, since at 32 the same tokens gave half the steps and an LM
+    # still at unigram perplexity after 2 epochs of 10 % IMDB.
+    "lm-cpu": ["--vocab-size", "4000", "--emb-dim", "96", "--hidden-size", "192", "--layers", "2", "--batch-size", "16",
+               "--bptt", "70", "--lr", "5e-3", "--epochs", "1"],
+    # One GPU: ULMFiT's AWD-LSTM (emb 400, 3 layers of 1152) on a 16k vocabulary.
+    "lm-gpu": ["--vocab-size", "16000", "--emb-dim", "400", "--hidden-size", "1152", "--layers", "3", "--batch-size", "64",
+               "--bptt", "70", "--lr", "2e-3", "--epochs", "10", "--device", "cuda"],
+}
 
-def expand(args: list[str]) -> list[str]:
+
+def expand(args: list[str], table: dict[str, list[str]] = PRESETS) -> list[str]:
     """Put the flags of `--preset NAME` first, so that the user's own flags (which keep `--preset NAME`) win."""
     if "--preset" not in args:
         return args
     i = args.index("--preset")
     if i + 1 >= len(args):
-        raise UserError(f"--preset needs a name; choose from: {', '.join(PRESETS)}")
+        raise UserError(f"--preset needs a name; choose from: {', '.join(table)}")
     name = args[i + 1]
-    if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose from: {', '.join(PRESETS)}")
-    return [*PRESETS[name], *args]
+    if name not in table:
+        raise UserError(f"unknown preset {name!r}; choose from: {', '.join(table)}")
+    return [*table[name], *args]

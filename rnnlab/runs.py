@@ -54,7 +54,7 @@ def is_finished(path: Path) -> bool:
         return False
 
 
-def check_claim(path: Path, overwrite: bool, resume: bool) -> None:
+def check_claim(path: Path, overwrite: bool, resume: bool, *, verb: str = "train") -> None:
     """Refuse to clobber finished or resumable work, or to resume what cannot be; changes nothing on disk.
 
     Called before any data is read, so a refused run costs nothing and leaves no trace.
@@ -68,12 +68,12 @@ def check_claim(path: Path, overwrite: bool, resume: bool) -> None:
     if is_finished(path) and not overwrite:
         raise UserError(f"{path} holds a finished run: pass --overwrite to replace it, or choose another --run-dir")
     if (path / CHECKPOINT).exists() and not overwrite:
-        raise UserError(f"{path} holds an unfinished run: continue it with `rnnlab train --resume {path}`, or pass --overwrite")
+        raise UserError(f"{path} holds an unfinished run: continue it with `rnnlab {verb} --resume {path}`, or pass --overwrite")
 
 
-def claim(path: Path, overwrite: bool, resume: bool) -> None:
+def claim(path: Path, overwrite: bool, resume: bool, *, verb: str = "train") -> None:
     """Take `path` for this run (rank 0 only), once its input has been read and its encoder built."""
-    check_claim(path, overwrite, resume)
+    check_claim(path, overwrite, resume, verb=verb)
     if not resume:  # a new run starts clean: drop what a replaced run, or an earlier failed attempt, left behind
         for name in (RESULTS, CHECKPOINT, WEIGHTS, METRICS, PREDICTIONS, LOG, CURVES):
             (path / name).unlink(missing_ok=True)

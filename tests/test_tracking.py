@@ -40,7 +40,7 @@ def interrupt_once_at(monkeypatch, step: int) -> None:
             pressed.append(at)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop, "_test_kill_hook", hook)
+    monkeypatch.setattr(loop, "kill_hook_for_tests", hook)
 
 
 def test_tensorboard_holds_the_metrics_rows_step_losses_and_results_once_after_a_resume(tmp_path, monkeypatch):

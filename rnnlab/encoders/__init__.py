@@ -8,29 +8,36 @@ from pathlib import Path
 
 from rnnlab.config import EncoderConfig
 from rnnlab.encoders.base import SPEC_FILE, Encoder
+from rnnlab.encoders.lm import LMEncoder
 from rnnlab.encoders.transformer import TransformerEncoder
 from rnnlab.encoders.words import ScratchEncoder, WordVectorEncoder
 from rnnlab.errors import UserError
 
-__all__ = ["Encoder", "build_encoder", "load_encoder"]
+__all__ = ["LM_PREFIX", "Encoder", "LMEncoder", "build_encoder", "load_encoder"]
 
 # Suffixes that mark a word-vector text file, so a mistyped path is reported as a missing file
 # rather than as an unknown Hugging Face model.
 _VECTOR_SUFFIXES = (".txt", ".vec", ".gz")
+LM_PREFIX = "lm:"
+"""`--encoder lm:RUN` reads texts with the LSTM stack of the language model trained in RUN (`rnnlab lm train`)."""
 
 
 def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None, transfer_texts: Sequence[str] = ()) -> Encoder:
     """`minilm`, `glove`, `scratch` (trained on `train_texts`), a word-vector file (pruned with --prune-vocab to the
-    words of `train_texts` and a distillation's `transfer_texts`), or a Hugging Face name/folder."""
+    words of `train_texts` and a distillation's `transfer_texts`), `lm:RUN` (the LSTM stack of an `rnnlab lm train`
+    run), or a Hugging Face name/folder."""
     name, cut = cfg.encoder, {"max_length": cfg.max_length, "truncation": cfg.truncation}
     split = {"finetune_layers": cfg.finetune_layers, "layer_mix": cfg.layer_mix}
     is_words = name in ("scratch", "glove") or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES)
+    is_lm = name.startswith(LM_PREFIX)
     if cfg.prune_vocab and (name == "scratch" or not is_words):
         raise UserError(f"--prune-vocab prunes a word-vector table (--encoder glove or a vectors file), not --encoder {name}")
-    if is_words and any(split.values()):
+    if (is_words or is_lm) and any(split.values()):
         raise UserError(f"--finetune-layers and --layer-mix split a transformer's layers; --encoder {name} has none")
-    if is_words and cfg.chunks > 1:
+    if (is_words or is_lm) and cfg.chunks > 1:
         raise UserError(f"--chunks splits texts a transformer cannot read at once; --encoder {name} reads any length")
+    if is_lm:
+        return LMEncoder.pretrained(Path(name.removeprefix(LM_PREFIX)), finetune=cfg.finetune, **cut)
     if name == "scratch":
         if train_texts is None:
             raise ValueError("the scratch encoder learns its vocabulary from train_texts")
@@ -65,4 +72,6 @@ def load_encoder(run_dir: Path) -> Encoder:
         return WordVectorEncoder.from_spec(spec, Path(run_dir))
     if kind == "scratch":
         return ScratchEncoder.from_spec(spec, Path(run_dir))
+    if kind == "lm":
+        return LMEncoder.from_spec(spec, Path(run_dir))
     raise UserError(f"{path}: unknown encoder kind {kind!r}")

@@ -56,14 +56,16 @@ def default_pooling(head: str) -> Pooling:
 
 def build_head(cfg: HeadConfig, input_dim: int, *, chunks: bool = False) -> Head:
     """Build the head named by `cfg.head` over `input_dim`-wide token vectors (with `chunks`, over window vectors)."""
-    head = _build(cfg, input_dim)
-    return HierarchicalHead(Pool(cfg.chunk_pooling, input_dim), head) if chunks else head
+    if not chunks:
+        return _build(cfg, input_dim)
+    pool = Pool(cfg.chunk_pooling, input_dim)
+    return HierarchicalHead(pool, _build(cfg, pool.out_dim))
 
 
 def _build(cfg: HeadConfig, input_dim: int) -> Head:
     pooling = cfg.pooling or default_pooling(cfg.head)
-    if pooling not in ("last", "mean", "max", "attention"):
-        raise UserError(f"unknown pooling {pooling!r}; choose last, mean, max or attention")
+    if pooling not in ("last", "mean", "max", "attention", "concat"):
+        raise UserError(f"unknown pooling {pooling!r}; choose last, mean, max, attention or concat")
     if cfg.impl not in ("torch", "scratch"):
         raise UserError(f"unknown impl {cfg.impl!r}; choose torch or scratch")
     if cfg.head in RECURRENT:

@@ -16,7 +16,7 @@ class FNNHead(Head):
         super().__init__()
         self.out_dim = hidden_size
         self.pool = Pool(pooling, input_dim)
-        self.mlp = nn.Sequential(nn.Linear(input_dim, hidden_size), nn.GELU(), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(self.pool.out_dim, hidden_size), nn.GELU(), nn.Dropout(dropout))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        return self.mlp(self.pool(x, mask))  # [B, D] -> [B, hidden]
+        return self.mlp(self.pool(x, mask))  # [B, D (3D with concat)] -> [B, hidden]

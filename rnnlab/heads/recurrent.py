@@ -31,7 +31,8 @@ def recurrent_class(cell: str, impl: str) -> type[nn.Module]:
 
 
 class RecurrentHead(Head):
-    """Stacked recurrent layers over token vectors, then pooling; `out_dim = hidden_size * directions`.
+    """Stacked recurrent layers over token vectors, then pooling; `out_dim = hidden_size * directions` (3 times that
+    with `concat` pooling).
 
     Parameters are `forward_layers.{l}.*` and `backward_layers.{l}.*`, each holding torch.nn's `*_l0`
     names, so the weights map one to one onto `nn.LSTM(num_layers=L, bidirectional=True)`'s `*_l{l}` and
@@ -59,8 +60,8 @@ class RecurrentHead(Head):
         self.forward_layers = stack()
         self.backward_layers = stack() if bidirectional else None
         self.dropout = nn.Dropout(dropout)  # between layers, as nn.LSTM(dropout=...) does
-        self.out_dim = hidden_size * directions
-        self.pool = Pool(pooling, self.out_dim, directions)
+        self.pool = Pool(pooling, hidden_size * directions, directions)
+        self.out_dim = self.pool.out_dim
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = valid_lengths(mask)

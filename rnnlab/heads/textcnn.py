@@ -25,7 +25,7 @@ class TextCNNHead(Head):
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv1d(input_dim, channels, k, padding=k - 1) for k in KERNEL_SIZES)
         self.pools = nn.ModuleList(Pool(pooling, channels) for _ in KERNEL_SIZES)
-        self.out_dim = channels * len(KERNEL_SIZES)
+        self.out_dim = sum(pool.out_dim for pool in self.pools)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = valid_lengths(mask)

@@ -48,8 +48,8 @@ class TransformerHead(Head):
         )
         # No nested tensors: they change the output layout and do not trace to ONNX.
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False)
-        self.out_dim = hidden_size
         self.pool = Pool(pooling, hidden_size)
+        self.out_dim = self.pool.out_dim
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.project(zero_padding(x, mask))  # [B, T, H]; padded values are attention values (weight 0, 0*NaN)

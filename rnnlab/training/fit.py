@@ -29,7 +29,7 @@ from rnnlab.training.class_weights import class_weights, weighted_accuracy
 from rnnlab.training.distill import check_teacher, distill_loss, teacher_logits, with_transfer_set
 from rnnlab.training.distributed import Dist, init_distributed, shutdown
 from rnnlab.training.loop import LossFn, Optimization, TrainState, batch_stream, cross_entropy, evaluate, train_epoch
-from rnnlab.training.optim import head_lr, make_optimizer, make_schedule
+from rnnlab.training.optim import head_lr, make_optimizer, make_schedule, unfreeze, unfreezing_groups
 from rnnlab.training.tracking import NoTracker, Tracker, open_tracker, require
 
 
@@ -95,7 +95,7 @@ def _setup(cfg: RunConfig, device: torch.device, dist: Dist, resume: bool) -> Se
     transfer = with_transfer_set(data, cfg.train.distill, cfg.train.seed) if cfg.train.distill.teacher else data
     encoder = _encoder(cfg, run, data, dist, resume, transfer.texts[len(data.texts) :])
     log = runs.open_log(run if dist.is_main else None)
-    split_hash = _record_split(run, data, dist, resume)  # of the split as it is: a transfer set only adds to train
+    split_hash = record_split(run, data, dist, resume)  # of the split as it is: a transfer set only adds to train
     data = transfer
     prec = Precision(device, autocast_dtype(device, cfg.train.bf16))
     inputs = _inputs(cfg, encoder, data, prec, dist)
@@ -126,12 +126,15 @@ def _loss(cfg: RunConfig, run: Path, data: Prepared, labels: torch.Tensor, dist:
 def _encoder(cfg: RunConfig, run: Path, data: Prepared, dist: Dist, resume: bool, transfer_texts: list[str]):
     """Rank 0 builds the encoder (or reloads the run's when resuming), claims the folder and saves it there;
     the other ranks then load rank 0's copy, so the vocabulary is learnt (or pruned) once per run."""
-    from rnnlab.encoders import build_encoder, load_encoder
+    from rnnlab.encoders import LMEncoder, build_encoder, load_encoder
 
     encoder = None
     if dist.is_main:
         train_texts = [data.texts[i] for i in data.split["train"]]
         encoder = load_encoder(run) if resume else build_encoder(cfg.encoder, train_texts, transfer_texts)
+        if isinstance(encoder, LMEncoder):  # a language model must not have read the texts this run is scored on
+            held_out = np.concatenate([data.split["val"], data.split["test"]])
+            encoder.check_unseen(data.source, set(data.dataset_ids(held_out).tolist()))
         runs.claim(run, cfg.overwrite, resume)
         if not resume:
             runs.write_config(run, dataclasses.replace(cfg, run_dir=str(run), overwrite=False))
@@ -147,7 +150,7 @@ def _run_dir(cfg: RunConfig, dist: Dist) -> Path:
     return Path(path[0])
 
 
-def _record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
+def record_split(run: Path, data: Prepared, dist: Dist, resume: bool) -> str:
     """Write split.json and labels.json (refusing a resume on changed data); returns the split's hash."""
     manifest = data.manifest()
     if resume and (run / runs.SPLIT).is_file():
@@ -191,7 +194,9 @@ def _train(s: Setup, resume: bool) -> TrainState:
     total = steps_per_epoch * cfg.epochs
     scheduler = make_schedule(optimizer, min(cfg.max_steps or total, total), cfg.warmup)
     state = _load_checkpoint(s, optimizer, scheduler) if resume else TrainState()
+    groups = unfreezing_groups(s.cfg, s.model)
     while state.epoch < cfg.epochs and not _done(s, state):
+        unfreeze(groups, state.epoch)
         batches = [[int(train_idx[i]) for i in batch] for batch in sampler.batches(state.epoch)]
         _run_epoch(s, state, batches, ddp, optimizer, scheduler)
         _end_epoch(s, state, lr=head_lr(optimizer, s.cfg.train.lr))

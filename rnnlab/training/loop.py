@@ -171,7 +171,7 @@ def train_epoch(
         if due:
             checkpoint()
             clock = time.perf_counter()  # checkpoint I/O is not training time
-        _test_kill_hook(state.step)
+        kill_hook_for_tests(state.step)
         if stop:
             break
     _read(state, running, clock, progress)
@@ -214,7 +214,7 @@ def _step(model: nn.Module, item: tuple, opt: Optimization, *, scaler, cached: b
 _KILL_AT_STEP = os.environ.get("RNNLAB_TEST_KILL_AT_STEP")  # read once: the tests set it before the process starts
 
 
-def _test_kill_hook(step: int) -> None:
+def kill_hook_for_tests(step: int) -> None:
     """For tests/test_resume.py only: RNNLAB_TEST_KILL_AT_STEP=k kills this process (SIGKILL) right after step k."""
     if _KILL_AT_STEP == str(step):
         os.kill(os.getpid(), signal.SIGKILL)
