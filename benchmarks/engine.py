@@ -27,9 +27,12 @@ STUDENT = ["--encoder", "glove", "--head", "bilstm", "--hidden-size", "150", "--
 TEACHER = ["--no-finetune", "--head", "bilstm", "--epochs", "2", "--fraction", "0.1"]
 JOBS = {
     "glove-student": STUDENT + ["--epochs", "3"],
+    "glove-student-pruned": STUDENT + ["--epochs", "3"],
     "distill": STUDENT + ["--epochs", "1", "--augment", "4", "--teacher", "{teacher}"],
     "default-job": ["--fraction", "0.1", "--max-steps", "30", "--epochs", "1"],
 }
+NOW_ONLY = {"glove-student-pruned": ["--prune-vocab", "1"]}  # the before side runs glove-student again
+"""Flags only the newer code takes: the same job, with what it adds switched on."""
 
 
 def train(code: Path, args: list[str], run: Path, cache: Path) -> dict:
@@ -77,10 +80,12 @@ def compare(args, code: dict[str, Path]) -> list[list]:
         got = {}
         for name in code:  # alternating: before, then now, per job
             job_args = [a.replace("{teacher}", str(teachers[name])) for a in JOBS[job]]
-            got[name] = train(code[name], job_args, args.runs / f"{job}-{name}", caches[name])
+            job_args += NOW_ONLY.get(job, []) if name == "now" else []
+            folder = args.runs / f"{job}-{name}"
+            got[name] = train(code[name], job_args, folder, caches[name])
         b, n = got["before"], got["now"]
         rate_b, rate_n = b["reviews_per_s"], n["reviews_per_s"]
-        rows.append([job, f"{rate_b:,.0f}", f"{rate_n:,.0f}", f"{rate_n / rate_b:.2f}",
+        rows.append([job, f"{rate_b:,.1f}", f"{rate_n:,.1f}", f"{rate_n / rate_b:.2f}",
                      f"{b['wall']:.0f}", f"{n['wall']:.0f}", f"{b['wall'] / n['wall']:.2f}",
                      f"{100 * b['test_accuracy']:.2f} %", f"{100 * n['test_accuracy']:.2f} %"])  # fmt: skip
         print(rows[-1], flush=True)
