@@ -177,7 +177,8 @@ def test_full_disk_while_caching_features_leaves_a_reusable_run_folder(tiny_bert
     args = train(files[0], tmp_path / "run", "--cache-dir", str(tmp_path / "cache"), "--no-finetune", encoder=tiny_bert)
     monkeypatch.setattr(features, "_create_array", disk_full)
     fails(capsys, args, str(tmp_path / "cache"), "No space left", "--cache-dir")
-    assert not [p for p in (tmp_path / "cache").iterdir()]  # no half-written store
+    # no half-written feature store; the token ids, finished before the features, stay cached
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["token-ids"]
     monkeypatch.undo()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert cli.main(args) == 0, capsys.readouterr().err  # the same --run-dir, now with room on the disk
@@ -212,5 +213,14 @@ def test_no_pickle_or_torch_load_in_the_package():
 
 
 def test_remote_code_is_never_trusted_implicitly():
-    uses = [(p, line) for p in PACKAGE.rglob("*.py") for line in p.read_text().splitlines() if "trust_remote_code" in line]
-    assert uses and all(re.search(r"trust_remote_code\W+False", line) for _, line in uses), uses
+    # Every call that passes trust_remote_code passes False; the Hugging Face export only tells its users (in its
+    # docstrings and model card) that loading its own model file needs True.
+    import ast
+
+    calls = [(p, node) for p in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(p.read_text()))
+             if isinstance(node, ast.keyword) and node.arg == "trust_remote_code"]  # fmt: skip
+    lines = [(p, line) for p in PACKAGE.rglob("*.py") for line in p.read_text().splitlines()]
+    dict_uses = [(p, line) for p, line in lines if '"trust_remote_code":' in line]
+    assert calls or dict_uses
+    assert all(isinstance(k.value, ast.Constant) and k.value.value is False for _, k in calls), calls
+    assert all(re.search(r'"trust_remote_code":\s*False', line) for _, line in dict_uses), dict_uses

@@ -98,6 +98,11 @@ class TrainState:
     loop_seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    def record_step(self, position: int, loss: float, n: int, seconds: float) -> None:
+        """One step whose loss the caller has already read (the language model's loop: rnnlab.lm.train)."""
+        self.position, self.step, self.loop_seconds = position + 1, self.step + 1, self.loop_seconds + seconds
+        self.loss_sum, self.seen, self.total_seen = self.loss_sum + loss, self.seen + n, self.total_seen + n
+
 
 class _Running:
     """The loss summed on the device since the last read, and the examples behind it; `read` folds both into the
