@@ -160,7 +160,7 @@ def _encode_batch(encoder: Encoder, batch: list[list[int]], device: torch.device
     lengths = torch.tensor([len(seq) for seq in batch])
     ids = torch.full((len(batch), int(lengths.max())), encoder.pad_id, dtype=torch.long)  # [B, T]
     for row, seq in enumerate(batch):
-        ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        ids[row, : len(seq)] = torch.from_numpy(np.array(seq, dtype=np.int64))  # a copy: cached rows are read-only
     mask = torch.arange(ids.shape[1]) < lengths[:, None]  # [B, T]
     ids, mask = ids.to(device), mask.to(device)
     with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
