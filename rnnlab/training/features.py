@@ -107,15 +107,23 @@ def encode_cached(
 
 
 def _encode_to(folder: Path, encoder: Encoder, token_ids: list[list[int]], batch_size: int, device, dtype, progress):
-    """Write the store into a temporary sibling folder, then rename it into place (atomic on one file system)."""
+    write_atomically(folder, lambda tmp: _write_store(tmp, encoder, token_ids, batch_size, device, dtype, progress))
+
+
+def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` fills a temporary sibling folder that is then renamed into place (atomic on one file system), so a
+    cache folder is whole or absent: an unfinished one left by a crash (no `done.json`) is replaced, a failed or
+    interrupted write leaves nothing behind, and a full disk is one line naming the folder (`_cache_error`)."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     except OSError as e:
         raise _cache_error(folder.parent, e) from None
     try:
-        _write_store(tmp, encoder, token_ids, batch_size, device, dtype, progress)
+        write(tmp)
         _fsync(folder.parent)
+        if folder.is_dir() and not (folder / DONE).is_file():
+            shutil.rmtree(folder, ignore_errors=True)
         try:
             os.rename(tmp, folder)
         except OSError:

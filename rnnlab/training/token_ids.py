@@ -15,16 +15,15 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from rnnlab.encoders import Encoder
-from rnnlab.training.features import _cache_error, _fsync
+from rnnlab.training.features import DONE, _fsync, write_atomically
 
-IDS, OFFSETS, TEXTS, DONE = "ids.npy", "offsets.npy", "texts.npy", "done.json"
+IDS, OFFSETS, TEXTS = "ids.npy", "offsets.npy", "texts.npy"
 _FILES = (IDS, OFFSETS, TEXTS)
 log = logging.getLogger(__name__)
 
@@ -112,23 +111,8 @@ def _valid(folder: Path) -> bool:
 
 
 def _build(folder: Path, encoder: Encoder, texts: Sequence[str]) -> None:
-    """Tokenize into a temporary sibling folder, then rename it into place (atomic on one file system)."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
-    except OSError as e:
-        raise _cache_error(folder.parent, e) from None
-    try:
-        _write(tmp, encoder.tokenize(list(texts)), windows=encoder.chunks > 1)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(tmp, folder)
-        _fsync(folder.parent)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise _cache_error(folder.parent, e) from None
-    except BaseException:  # interrupted: leave no half-written folder behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    token_ids = encoder.tokenize(list(texts))
+    write_atomically(folder, lambda tmp: _write(tmp, token_ids, windows=encoder.chunks > 1))
 
 
 def _write(tmp: Path, token_ids: list, *, windows: bool) -> None:
