@@ -100,14 +100,11 @@ def encode_cached(
     folder = Path(cache_dir) / features_key(encoder, token_ids)[:32]
     if rank == 0 and not (folder / DONE).is_file():
         encoder.to(device)
-        _encode_to(folder, encoder, token_ids, batch_size, torch.device(device), autocast_dtype, progress)
+        device = torch.device(device)
+        write_atomically(folder, lambda tmp: _write_store(tmp, encoder, token_ids, batch_size, device, autocast_dtype, progress))
     if world_size > 1:
         barrier()
     return FeatureStore(folder)
-
-
-def _encode_to(folder: Path, encoder: Encoder, token_ids: list[list[int]], batch_size: int, device, dtype, progress):
-    write_atomically(folder, lambda tmp: _write_store(tmp, encoder, token_ids, batch_size, device, dtype, progress))
 
 
 def write_atomically(folder: Path, write: Callable[[Path], None]) -> None:
