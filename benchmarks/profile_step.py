@@ -177,7 +177,8 @@ def main() -> None:
     print(text)
     print(top_ops(args, data, inputs, model, optimizer, prec))
     if args.write:
-        section = f"profile-{args.encoder}-{'ft' if args.finetune else 'frozen'}-{args.head}-{prec.device.type}"
+        kind = "ft" if args.finetune else "frozen"
+        section = f"profile-{args.encoder}-{kind}-{args.head}-b{args.batch_size}-{prec.device.type}"
         write_section(section, f"`python benchmarks/profile_step.py {' '.join(sys.argv[1:])}`\n\n{text}")
 
 
