@@ -32,6 +32,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--label-batch-size", type=int, default=512)
     p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--prune-vocab", type=int, default=0, help="as train's --prune-vocab (word-vector encoders)")
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--device", default="cpu")
@@ -50,7 +51,8 @@ def build(args):
     configure_math()
     cfg = RunConfig.from_dict({
         "dataset": {"fraction": args.fraction},
-        "encoder": {"encoder": args.encoder, "finetune": args.finetune, "max_length": args.max_length},
+        "encoder": {"encoder": args.encoder, "finetune": args.finetune, "max_length": args.max_length,
+                    "prune_vocab": args.prune_vocab},
         "model": {"head": args.head, "hidden_size": args.hidden_size},
         "train": {"batch_size": args.batch_size, "device": args.device, "progress": False},
     })  # fmt: skip
