@@ -65,9 +65,11 @@ class EncoderConfig:
     """Width of the `scratch` embedding table."""
     vocab_size: int = 20000
     """Vocabulary size of the `scratch` tokenizer (trained on the training split)."""
-    prune_vocab: int = 0
+    prune_vocab: int | None = None
     """Word vectors only: keep just the words met at least N times in the training split (1: every word met there or
-    in a distillation's transfer set), any other word maps to the unknown vector; 0 keeps the whole table."""
+    in a distillation's transfer set), any other word maps to the unknown vector; 0 keeps the whole table. Unset: 1
+    for a fine-tuned table (the rows no training text reaches get no gradient, yet their AdamW state halved the
+    training speed, docs/performance.md), 0 for a frozen one."""
     cache_dir: str | None = None
     """Feature and token-id cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab; token ids go to its `token-ids/`)."""
     max_length: int = 256
@@ -87,7 +89,7 @@ class EncoderConfig:
             raise UserError("--finetune-layers and --layer-mix must be 0 or more")
         if self.chunks < 1:
             raise UserError(f"--chunks must be at least 1, got {self.chunks}")
-        if self.prune_vocab < 0:
+        if self.prune_vocab is not None and self.prune_vocab < 0:
             raise UserError(f"--prune-vocab must be 0 (off) or a minimum count of 1 or more, got {self.prune_vocab}")
         if self.chunks > 1 and self.chunk_overlap is not None and not 0 <= self.chunk_overlap < self.max_length // 2:
             raise UserError(f"--chunk-overlap must be in [0, {self.max_length // 2}) for --max-length {self.max_length}, "

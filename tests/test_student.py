@@ -84,6 +84,17 @@ def test_pruning_keeps_every_training_word_and_maps_the_rest_to_unknown(tmp_path
     assert set(rare.vocab) == {"the"}
 
 
+@pytest.mark.parametrize(("flags", "pruned"), [((), True), (("--prune-vocab", "0"), False), (("--no-finetune",), False)])
+def test_a_fine_tuned_table_is_pruned_unless_told_otherwise(tmp_path, flags, pruned):
+    data, glove = write_data(tmp_path)
+    with glove.open("a") as f:
+        f.write("unmet 1 2 3 4 5 6\n")  # a word no review holds
+    full = WordVectorEncoder(str(glove), max_length=16, truncation="head").table.shape[0]
+    _train(data, glove, tmp_path / "run", "--epochs", "1", *flags)
+    spec = json.loads((tmp_path / "run" / runs.ENCODER).read_text())
+    assert spec["pruned"] is pruned and (spec["vocab_size"] < full) is pruned
+
+
 def _train(data, glove, run, *extra: str) -> None:
     assert main(["train", "--data", str(data), "--encoder", str(glove), "--head", "bilstm", "--hidden-size", "8",
                  "--max-length", "16", "--epochs", "2", "--batch-size", "16", "--lr", "0.01", "--no-progress",
@@ -104,7 +115,7 @@ def test_a_pruned_student_predicts_as_before_on_texts_of_its_vocabulary(tmp_path
     rows = [(text.replace("superb", "fine"), label) for text, label in write_reviews(200, seed=5)]  # no "superb"
     with data.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("text", "label"), *rows])
-    _train(data, glove, tmp_path / "full")
+    _train(data, glove, tmp_path / "full", "--prune-vocab", "0")
     _train(data, glove, tmp_path / "pruned", "--prune-vocab", "1")
     words = json.loads((tmp_path / "pruned" / VOCABULARY).read_text())
     assert "superb" not in words and {"fine", "movie", "boring"} <= set(words)

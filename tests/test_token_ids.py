@@ -7,11 +7,12 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import write_reviews
+from conftest import write_data, write_reviews
 
 from rnnlab.config import EncoderConfig, RunConfig
 from rnnlab.data.batching import ahead, collate
 from rnnlab.encoders import build_encoder
+from rnnlab.encoders.words import WordVectorEncoder
 from rnnlab.model import build_model
 from rnnlab.runtime import inputs_for
 from rnnlab.training.token_ids import DONE, IDS, OFFSETS, IdRows, cached_token_ids
@@ -84,6 +85,18 @@ def test_a_changed_tokenizer_or_max_length_is_a_new_store(tiny_bert, tmp_path):
     assert len(list(tmp_path.iterdir())) == 5
     cached_token_ids(short, TEXTS[:-1], tmp_path)  # other texts: another store too
     assert len(list(tmp_path.iterdir())) == 6
+
+
+def test_two_prunings_to_as_many_words_are_two_stores(tmp_path):
+    _, glove = write_data(tmp_path)
+    a, b = (WordVectorEncoder(str(glove), max_length=12, truncation="head") for _ in range(2))
+    a.prune(["the good movie"])
+    b.prune(["the bad movie"])
+    assert len(a.vocab) == len(b.vocab) and a.tokenize(["bad"]) != b.tokenize(["bad"])
+    for encoder in (a, b):
+        rows = cached_token_ids(encoder, ["bad", "good"], tmp_path / "ids")
+        assert [list(r) for r in rows] == encoder.tokenize(["bad", "good"])
+    assert len(list((tmp_path / "ids").iterdir())) == 2
 
 
 @pytest.mark.parametrize("damage", ["truncate", "corrupt", "no-done"])

@@ -24,8 +24,8 @@ LM_PREFIX = "lm:"
 
 def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None, transfer_texts: Sequence[str] = ()) -> Encoder:
     """`minilm`, `glove`, `scratch` (trained on `train_texts`), a word-vector file (pruned with --prune-vocab to the
-    words of `train_texts` and a distillation's `transfer_texts`), `lm:RUN` (the LSTM stack of an `rnnlab lm train`
-    run), or a Hugging Face name/folder."""
+    words of `train_texts` and a distillation's `transfer_texts`; a fine-tuned one by default), `lm:RUN` (the LSTM
+    stack of an `rnnlab lm train` run), or a Hugging Face name/folder."""
     name, cut = cfg.encoder, {"max_length": cfg.max_length, "truncation": cfg.truncation}
     split = {"finetune_layers": cfg.finetune_layers, "layer_mix": cfg.layer_mix}
     is_words = name in ("scratch", "glove") or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES)
@@ -44,12 +44,13 @@ def build_encoder(cfg: EncoderConfig, train_texts: list[str] | None = None, tran
         return ScratchEncoder.train_on(train_texts, vocab_size=cfg.vocab_size, embedding_dim=cfg.embedding_dim, **cut)
     if name == "glove" or Path(name).is_file() or name.endswith(_VECTOR_SUFFIXES):
         encoder = WordVectorEncoder(name, finetune=cfg.finetune, **cut)
-        if cfg.prune_vocab:
+        min_count = int(cfg.finetune and train_texts is not None) if cfg.prune_vocab is None else cfg.prune_vocab
+        if min_count:
             if train_texts is None:
                 raise ValueError("--prune-vocab keeps the words of train_texts")
             # A count above 1 counts the training split alone: a transfer set repeats, and with class swaps scatters,
             # every training word many times over. At 1, the words only the transfer set brings are kept too.
-            encoder.prune([*train_texts, *transfer_texts] if cfg.prune_vocab == 1 else train_texts, cfg.prune_vocab)
+            encoder.prune([*train_texts, *transfer_texts] if min_count == 1 else train_texts, min_count)
         return encoder
     return TransformerEncoder(name, finetune=cfg.finetune, chunks=cfg.chunks, **cut, **split,
                               chunk_overlap=cfg.max_length // 8 if cfg.chunk_overlap is None else cfg.chunk_overlap)  # fmt: skip

@@ -6,6 +6,7 @@ Ids: 0 = PAD, 1 = UNK, then one row per vocabulary entry.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import string
@@ -100,6 +101,13 @@ class WordVectorEncoder(Encoder):
             "fingerprint": self.fingerprint,
             "pruned": self.pruned,
         }
+
+    def cache_key(self) -> str:
+        if not self.pruned:
+            return super().cache_key()
+        # Two prunings of one table to the same number of words still give different ids.
+        words = json.dumps(sorted(self.vocab, key=self.vocab.__getitem__), ensure_ascii=False)
+        return super().cache_key() + hashlib.sha256(words.encode()).hexdigest()
 
     def save(self, run_dir: Path) -> None:
         super().save(run_dir)
