@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,8 @@ NOW_ONLY = {"glove-student-whole-table": ["--prune-vocab", "0"]}  # the before s
 
 def train(code: Path, args: list[str], run: Path, cache: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "RNNLAB_CACHE": str(cache)}
-    cmd = [sys.executable, "-m", "rnnlab", "train", *args, "--run-dir", str(run), "--overwrite", "--no-progress"]
+    cmd = [sys.executable, "-m", "rnnlab", "train", *args, "--run-dir", str(run), "--no-progress"]
+    shutil.rmtree(run, ignore_errors=True)  # --overwrite would keep a distillation's labelled logits, skipping its labelling
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=code, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
