@@ -3,7 +3,7 @@ by both in alternating turns (so a change in load hits both alike), reporting tr
 accuracy, and their ratios.
 
     python benchmarks/engine.py --before 2ca92d2                 # GloVe student, distillation, default job (10 %)
-    python benchmarks/engine.py --before 2ca92d2 --only glove-student
+    python benchmarks/engine.py --before 2ca92d2 --only glove-student --repeats 3 --section engine-glove-student
 
 Both revisions are checked out into temporary git worktrees and run with PYTHONPATH pointing at them; each uses its
 own token and feature caches. Figures go to docs/performance.md (section engine-vs-before).
@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--after", default="HEAD", help="git revision measured as `now` (default HEAD; commit first)")
     parser.add_argument("--only", nargs="*", choices=sorted(JOBS), default=sorted(JOBS))
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "engine")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating turns per job; medians are reported")
+    parser.add_argument("--section", default="engine-vs-before", help="docs/performance.md section to write")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,11 +66,12 @@ def main() -> None:
         finally:
             for path in code.values():
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
-    text = f"{machine()}, {load()}; `--before {args.before} --after {args.after}`\n\n" + table(
+    turns = f", medians of {args.repeats} alternating turns" if args.repeats > 1 else ""
+    text = f"{machine()}, {load()}; `--before {args.before} --after {args.after}`{turns}\n\n" + table(
         ["job", "before reviews/s", "now reviews/s", "×", "before wall s", "now wall s", "wall ×", "before acc", "now acc"], rows)
     print(text)
     if not args.no_write:
-        write_section("engine-vs-before", f"`python benchmarks/engine.py --before {args.before}`\n\n{text}")
+        write_section(args.section, f"`python benchmarks/engine.py {' '.join(sys.argv[1:])}`\n\n{text}")
 
 
 def compare(args, code: dict[str, Path]) -> list[list]:
@@ -79,13 +83,14 @@ def compare(args, code: dict[str, Path]) -> list[list]:
                 train(code[name], TEACHER, teachers[name], caches[name])
     rows = []
     for job in args.only:
-        got = {}
-        for name in code:  # alternating: before, then now, per job
-            job_args = [a.replace("{teacher}", str(teachers[name])) for a in JOBS[job]]
-            job_args += NOW_ONLY.get(job, []) if name == "now" else []
-            folder = args.runs / f"{job}-{name}"
-            got[name] = train(code[name], job_args, folder, caches[name])
-        b, n = got["before"], got["now"]
+        turns = {name: [] for name in code}
+        for _ in range(args.repeats):
+            for name in code:  # alternating: before, then now
+                job_args = [a.replace("{teacher}", str(teachers[name])) for a in JOBS[job]]
+                job_args += NOW_ONLY.get(job, []) if name == "now" else []
+                turns[name].append(train(code[name], job_args, args.runs / f"{job}-{name}", caches[name]))
+        b, n = ({**got[-1], "reviews_per_s": statistics.median(t["reviews_per_s"] for t in got),
+                 "wall": statistics.median(t["wall"] for t in got)} for got in turns.values())  # fmt: skip
         rate_b, rate_n = b["reviews_per_s"], n["reviews_per_s"]
         rows.append([job, f"{rate_b:,.1f}", f"{rate_n:,.1f}", f"{rate_n / rate_b:.2f}",
                      f"{b['wall']:.0f}", f"{n['wall']:.0f}", f"{b['wall'] / n['wall']:.2f}",

@@ -32,7 +32,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--label-batch-size", type=int, default=512)
     p.add_argument("--max-length", type=int, default=256)
-    p.add_argument("--prune-vocab", type=int, default=0, help="as train's --prune-vocab (word-vector encoders)")
+    p.add_argument("--prune-vocab", type=int, default=None, help="as train's --prune-vocab (word-vector encoders)")
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--device", default="cpu")
@@ -174,13 +174,16 @@ def main() -> None:
         rows.append([f"labelling, batch {batch_size}", "", f"{rate:.0f} reviews/s"])
     gpu = f"{torch.cuda.get_device_name(prec.device)}, " if prec.device.type == "cuda" else ""
     model_name = f"{args.encoder} {'fine-tuned' if args.finetune else 'frozen'} + {args.head}"
+    if getattr(model.encoder, "pruned", False):
+        model_name += f" (table pruned to {len(model.encoder.vocab):,} words)"
     where = f"{gpu}{machine()}; {model_name}, batch {args.batch_size}, max length {args.max_length}, precision {prec.dtype}"
     text = f"{where}\n\n" + table(["phase", "ms per step", "share"], rows)
     print(text)
     print(top_ops(args, data, inputs, model, optimizer, prec))
     if args.write:
         kind = "ft" if args.finetune else "frozen"
-        section = f"profile-{args.encoder}-{kind}-{args.head}-b{args.batch_size}-{prec.device.type}"
+        pruned = "-pruned" if getattr(model.encoder, "pruned", False) else ""
+        section = f"profile-{args.encoder}-{kind}-{args.head}-b{args.batch_size}-{prec.device.type}{pruned}"
         write_section(section, f"`python benchmarks/profile_step.py {' '.join(sys.argv[1:])}`\n\n{text}")
 
 
