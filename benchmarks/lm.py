@@ -6,13 +6,14 @@ from random init (all layers training from the start) and TF-IDF + logistic regr
 a subprocess (as a user runs it) and is skipped when its run folder is finished, so a killed benchmark continues; an LM
 run killed mid-way resumes from its checkpoint.
 
-    nice -n 10 timeout 1800 python benchmarks/lm.py --fraction 0.1
+    nice -n 10 timeout 1800 python benchmarks/lm.py --fraction 0.1 --seeds 4
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--lm-epochs", type=int, default=4)
     parser.add_argument("--clf-epochs", type=int, default=4)
     parser.add_argument("--extra", default="", help="flags added to every training command (e.g. --device cuda)")
+    parser.add_argument("--seeds", type=int, default=1, help="classifier seeds per row (0, 1, …): mean ± std")
     parser.add_argument("--section", default=None)
     parser.add_argument("--lm-only", action="store_true", help="the language model alone, without the classifiers")
     args = parser.parse_args()
@@ -91,11 +93,12 @@ def main() -> None:
         return write(args, out, lm_seconds, test, samples, {}, None)
     clf = [*data, "--head", "fnn", "--pooling", "concat", "--hidden-size", "50", "--epochs", str(args.clf_epochs),
            "--batch-size", "32", "--lr", "3e-3", "--max-length", "256", "--patience", "9", *extra]  # fmt: skip
-    classifiers = {
-        "pretrained": classify(out / "ulmfit", ["--encoder", f"lm:{out / 'lm'}", *clf]),
-        "pretrained-all": classify(out / "pretrained-all", ["--encoder", f"lm:{out / 'lm'}", "--no-gradual-unfreezing", *clf]),
-        "random": classify(out / "random-init", ["--encoder", f"lm:{out / 'lm-random'}", "--no-gradual-unfreezing", *clf]),
-    }  # fmt: skip
+    rows = {"pretrained": ("ulmfit", "lm", []), "pretrained-all": ("pretrained-all", "lm", ["--no-gradual-unfreezing"]),
+            "random": ("random-init", "lm-random", ["--no-gradual-unfreezing"])}  # fmt: skip
+    classifiers = {key: [classify(out / (name if seed == 0 else f"{name}-s{seed}"),
+                                  ["--encoder", f"lm:{out / lm}", *flags, *clf, "--seed", str(seed)])
+                         for seed in range(args.seeds)]
+                   for key, (name, lm, flags) in rows.items()}  # fmt: skip
     write(args, out, lm_seconds, test, samples, classifiers, tfidf(args.fraction, out / "tfidf"))
 
 
@@ -115,14 +118,22 @@ def describe_lm(run: Path, test: dict, seconds: float) -> str:
     ])  # fmt: skip
 
 
+def spread(runs: list[tuple[dict, float]]) -> list[str]:
+    """One classifier row over its seeds: accuracy mean ± std (each seed's), macro-F1 mean, best epochs, wall mean."""
+    acc = [100 * r["test_accuracy"] for r, _ in runs]
+    each = f" ({', '.join(f'{a:.2f}' for a in acc)})" if len(acc) > 1 else ""
+    std = f" ± {statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
+    return [f"{statistics.mean(acc):.2f}{std}{each}", f"{statistics.mean(100 * r['test_macro_f1'] for r, _ in runs):.2f}",
+            ", ".join(str(r["best_epoch"]) for r, _ in runs), f"{statistics.mean(s for _, s in runs) / 60:.1f}"]  # fmt: skip
+
+
 def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classifiers: dict, baseline: dict) -> None:
     section = args.section or f"lm-f{args.fraction}"
     lm_table = describe_lm(out / "lm", test, lm_seconds)
     names = {"pretrained": "ULMFiT: pretrained LM stack, gradual unfreezing, lr / 2.6^depth",
              "pretrained-all": "pretrained LM stack, all layers at --lr from the start",
              "random": "same architecture, random init, all layers at --lr from the start"}  # fmt: skip
-    rows = [[names[key], f"{100 * r['test_accuracy']:.2f}", f"{100 * r['test_macro_f1']:.2f}", r["best_epoch"],
-             f"{s / 60:.1f}"] for key, (r, s) in classifiers.items()]  # fmt: skip
+    rows = [[names[key], *spread(runs)] for key, runs in classifiers.items()]
     if baseline:
         rows.append(["TF-IDF + logistic regression", f"{100 * baseline['test_accuracy']:.2f}",
                      f"{100 * baseline['test_macro_f1']:.2f}", "–", f"{baseline['train_seconds'] / 60:.1f}"])  # fmt: skip
@@ -134,8 +145,8 @@ def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classif
 
 {machine()}; {load()} when written. LM: `rnnlab lm train --preset {args.preset} --fraction {args.fraction} --epochs
 {args.lm_epochs}`; classifiers: `rnnlab train --encoder lm:RUN --head fnn --pooling concat --hidden-size 50 --epochs
-{args.clf_epochs} --batch-size 32 --lr 3e-3 --max-length 256` (random init: an `--epochs 0` LM run and
-`--no-gradual-unfreezing`).
+{args.clf_epochs} --batch-size 32 --lr 3e-3 --max-length 256 --seed S`, S = 0 … {args.seeds - 1} (random init: an `--epochs 0`
+LM run and `--no-gradual-unfreezing`).
 
 {lm_table}
 
