@@ -68,8 +68,8 @@ class EncoderConfig:
     prune_vocab: int | None = None
     """Word vectors only: keep just the words met at least N times in the training split (1: every word met there or
     in a distillation's transfer set), any other word maps to the unknown vector; 0 keeps the whole table. Unset: 1
-    for a fine-tuned table (the rows no training text reaches get no gradient, yet their AdamW state halved the
-    training speed, docs/performance.md), 0 for a frozen one."""
+    for a fine-tuned table (the rows no training text reaches get no gradient, yet AdamW's pass over them made the
+    GloVe student train 1.6× slower, docs/performance.md), 0 for a frozen one."""
     cache_dir: str | None = None
     """Feature and token-id cache folder (default: $RNNLAB_CACHE or ~/.cache/rnnlab; token ids go to its `token-ids/`)."""
     max_length: int = 256
