@@ -6,7 +6,7 @@ accuracy, and their ratios.
     python benchmarks/engine.py --before 2ca92d2 --only glove-student --repeats 3 --section engine-glove-student
 
 Both revisions are checked out into temporary git worktrees and run with PYTHONPATH pointing at them; each uses its
-own token and feature caches. Figures go to docs/performance.md (section engine-vs-before).
+own token and feature caches. Figures go to docs/performance.md (section engine-vs-before, or --section).
 """
 
 from __future__ import annotations
