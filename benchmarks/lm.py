@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--lm-epochs", type=int, default=4)
     parser.add_argument("--clf-epochs", type=int, default=4)
     parser.add_argument("--extra", default="", help="flags added to every training command (e.g. --device cuda)")
+    parser.add_argument("--clf-extra", default="", help="flags added to every classifier (e.g. --pool-norm)")
     parser.add_argument("--seeds", type=int, default=1, help="classifier seeds per row (0, 1, …): mean ± std")
     parser.add_argument("--section", default=None)
     parser.add_argument("--lm-only", action="store_true", help="the language model alone, without the classifiers")
@@ -92,10 +93,12 @@ def main() -> None:
     if args.lm_only:
         return write(args, out, lm_seconds, test, samples, {}, None)
     clf = [*data, "--head", "fnn", "--pooling", "concat", "--hidden-size", "50", "--epochs", str(args.clf_epochs),
-           "--batch-size", "32", "--lr", "3e-3", "--max-length", "256", "--patience", "9", *extra]  # fmt: skip
+           "--batch-size", "32", "--lr", "3e-3", "--max-length", "256", "--patience", "9", *args.clf_extra.split(),
+           *extra]  # fmt: skip
     rows = {"pretrained": ("ulmfit", "lm", []), "pretrained-all": ("pretrained-all", "lm", ["--no-gradual-unfreezing"]),
             "random": ("random-init", "lm-random", ["--no-gradual-unfreezing"])}  # fmt: skip
-    classifiers = {key: [classify(out / (name if seed == 0 else f"{name}-s{seed}"),
+    tag = "".join(f"-{flag.strip('-')}" for flag in args.clf_extra.split())  # its own folders: finished runs are skipped
+    classifiers = {key: [classify(out / (f"{name}{tag}" if seed == 0 else f"{name}{tag}-s{seed}"),
                                   ["--encoder", f"lm:{out / lm}", *flags, *clf, "--seed", str(seed)])
                          for seed in range(args.seeds)]
                    for key, (name, lm, flags) in rows.items()}  # fmt: skip
@@ -139,14 +142,15 @@ def write(args, out: Path, lm_seconds: float, test: dict, samples: dict, classif
                      f"{100 * baseline['test_macro_f1']:.2f}", "–", f"{baseline['train_seconds'] / 60:.1f}"])  # fmt: skip
     clf_table = table(["classifier", "test accuracy %", "macro-F1 %", "best epoch", "wall min"], rows) if rows else ""
     text = "\n\n".join(f"**{p}** → {s}" for p, s in samples.items())
+    clf_extra = f" {args.clf_extra}" if args.clf_extra else ""
     write_section(
         section,
         f"""### IMDB, fraction {args.fraction} (`python benchmarks/lm.py --fraction {args.fraction}`)
 
 {machine()}; {load()} when written. LM: `rnnlab lm train --preset {args.preset} --fraction {args.fraction} --epochs
 {args.lm_epochs}`; classifiers: `rnnlab train --encoder lm:RUN --head fnn --pooling concat --hidden-size 50 --epochs
-{args.clf_epochs} --batch-size 32 --lr 3e-3 --max-length 256 --seed S`, S = 0 … {args.seeds - 1} (random init: an `--epochs 0`
-LM run and `--no-gradual-unfreezing`).
+{args.clf_epochs} --batch-size 32 --lr 3e-3 --max-length 256{clf_extra} --seed S`, S = 0 … {args.seeds - 1} (random
+init: an `--epochs 0` LM run and `--no-gradual-unfreezing`).
 
 {lm_table}
 

@@ -109,6 +109,9 @@ class HeadConfig:
     pooling: Pooling | None = None
     """Text vector from token states; default `last` for recurrent heads, `max` for textcnn, `mean` otherwise;
     `concat` joins last, max and mean (ULMFiT's concat pooling, three times as wide)."""
+    pool_norm: bool = False
+    """Batch-normalise the pooled text vector before the rest of the head (ULMFiT's classifier head): puts features
+    of very different spreads, such as a language model's concat-pooled states, on one scale."""
     impl: Literal["torch", "scratch"] = "torch"
     """Recurrent cells: torch's fused ones, or rnnlab.cells written from tensor operations."""
     chunk_pooling: Pooling = "mean"

@@ -185,3 +185,36 @@ def test_unknown_names_raise_user_error():
         build_head(HeadConfig(head="cnn"), D)  # type: ignore[arg-type]
     with pytest.raises(UserError, match="unknown pooling"):
         build_head(HeadConfig(head="lstm", pooling="sum"), D)  # type: ignore[arg-type]
+
+
+def test_pool_norm_standardises_each_feature_in_training_and_uses_running_statistics_in_eval():
+    from rnnlab.heads import Pool
+
+    pool = Pool("concat", D, norm=True).train()
+    x, mask = padded_batch([3, 11, 1, 4, 6, 2, 9, 5])
+    out = pool(x, mask)  # [8, 3D]
+    torch.testing.assert_close(out.mean(0), torch.zeros(3 * D), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(0, unbiased=False), torch.ones(3 * D), atol=1e-3, rtol=0)
+    raw = Pool("concat", D)(x, mask)
+    torch.testing.assert_close(pool.norm.running_mean, 0.1 * raw.mean(0))  # momentum 0.1 from zeros
+    pool.eval()
+    expected = (raw - pool.norm.running_mean) / torch.sqrt(pool.norm.running_var + pool.norm.eps)
+    torch.testing.assert_close(pool(x, mask), expected)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_pool_norm_takes_a_training_batch_of_one_and_keeps_padding_out(head):
+    """BatchNorm1d raises on one row in training; such a batch is normalised by the running statistics instead, and
+    leaves them as they were. In eval, padding still never reaches the output."""
+    model = make_head(head, "concat" if head == "fnn" else "mean", layers=1, dropout=0.0, pool_norm=True)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert norms
+    model.train()(*padded_batch([3, 5, 2, 4]))  # moves the running statistics away from their start
+    before = [(n.running_mean.clone(), n.running_var.clone()) for n in norms]
+    x, mask = padded_batch([4], width=9)
+    alone = model(x, mask)
+    for n, (mean, var) in zip(norms, before):
+        assert torch.equal(n.running_mean, mean) and torch.equal(n.running_var, var)
+    with torch.no_grad():
+        torch.testing.assert_close(alone, model.eval()(x, mask))
+        torch.testing.assert_close(model(x, mask), model(x[:, :4], mask[:, :4]))

@@ -138,10 +138,12 @@ def test_model_card_carries_results_and_training_command(bert_run, bert_folder):
 
 HEADS = [HeadConfig(head="fnn", pooling="max"), HeadConfig(head="rnn", pooling="mean"),
          HeadConfig(head="gru", impl="scratch"), HeadConfig(head="lstm", layers=2, pooling="max"),
-         HeadConfig(head="textcnn", pooling="attention"), HeadConfig(head="transformer", layers=2, pooling="last")]  # fmt: skip
+         HeadConfig(head="textcnn", pooling="attention"), HeadConfig(head="transformer", layers=2, pooling="last"),
+         HeadConfig(head="bilstm", pooling="concat", pool_norm=True),
+         HeadConfig(head="fnn", pooling="concat", pool_norm=True)]  # fmt: skip
 
 
-@pytest.mark.parametrize("head", HEADS, ids=lambda h: f"{h.head}-{h.pooling}-{h.impl}")
+@pytest.mark.parametrize("head", HEADS, ids=lambda h: f"{h.head}-{h.pooling}-{h.impl}{'-norm' * h.pool_norm}")
 def test_every_head_exports_on_a_scratch_encoder(head, data, imdb_texts, tmp_path):
     from rnnlab.serve.hf import export_hf
 

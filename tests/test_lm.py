@@ -20,6 +20,7 @@ from rnnlab.config import HeadConfig, RunConfig, TrainConfig
 from rnnlab.data.batching import collate
 from rnnlab.encoders.lm import LanguageModel, LMEncoder
 from rnnlab.encoders.lm_vocab import EOS, LMVocab
+from rnnlab.errors import UserError
 from rnnlab.lm.evaluate import perplexity
 from rnnlab.lm.sampling import pick, sample_ids
 from rnnlab.lm.stream import count_words, join, rows, windows
@@ -293,12 +294,13 @@ def test_bad_lm_inputs_are_one_line_each(lm_run, tmp_path, capsys):
 
 def test_classifier_on_the_pretrained_stack_trains_and_exports(lm_run, tmp_path):
     from rnnlab.model import load_trained
+    from rnnlab.serve.hf import export_hf
     from rnnlab.serve.onnx import export_onnx
 
     data, run = lm_run
     clf = tmp_path / "clf"
     args = ["train", "--data", str(data), "--encoder", f"lm:{run}", "--head", "fnn", "--pooling", "concat",
-            "--hidden-size", "8", "--epochs", "3", "--batch-size", "8", "--max-length", "64", "--no-progress",
+            "--pool-norm", "--hidden-size", "8", "--epochs", "3", "--batch-size", "8", "--max-length", "64", "--no-progress",
             "--no-bf16", "--run-dir", str(clf)]  # fmt: skip
     assert cli.main(args) == 0
     model, _ = load_trained(clf)
@@ -308,7 +310,9 @@ def test_classifier_on_the_pretrained_stack_trains_and_exports(lm_run, tmp_path)
     for name, p in model.encoder.stack.named_parameters():
         unfrozen_from = 4 if name.startswith("embedding") else 3 - int(name.split(".")[1])
         assert torch.equal(p, pretrained[f"stack.{name}"]) == (best < unfrozen_from), (name, best)
-    assert export_onnx(clf).is_file()
+    assert export_onnx(clf).is_file()  # checked against PyTorch on the way, the head's batch norm included
+    with pytest.raises(UserError, match="language model's LSTM stack.*ONNX"):
+        export_hf(clf)
 
 
 @pytest.mark.parametrize("name", sorted(LM_PRESETS))

@@ -13,8 +13,9 @@
 With `chunks` (--chunks > 1), the head named runs over window vectors instead of tokens, inside a `HierarchicalHead`
 that pools each window by `chunk_pooling` first (out_dim is the inner head's).
 
-Pooling defaults to `default_pooling(name)`. `impl` only applies to recurrent heads (`RunConfig.check_combinations`
-refuses it for the others). Padding never changes a head's output.
+Pooling defaults to `default_pooling(name)`; `pool_norm` batch-normalises the pooled vector in every head. `impl`
+only applies to recurrent heads (`RunConfig.check_combinations` refuses it for the others). Padding never changes a
+head's output.
 
 ONNX (torch 2.13): recurrent heads with impl=torch export with `dynamo=False` and dynamic batch/time axes
 (torch.export pins the time axis of nn.LSTM/GRU outputs); the transformer head exports with `dynamo=True`
@@ -71,12 +72,12 @@ def _build(cfg: HeadConfig, input_dim: int) -> Head:
     if cfg.head in RECURRENT:
         cell, bidirectional = _PRESETS.get(cfg.head, (cfg.head, False))
         cls = recurrent_class(cell, cfg.impl)
-        return RecurrentHead(cls, input_dim, hidden_size=cfg.hidden_size, layers=cfg.layers,
-                             bidirectional=bidirectional, dropout=cfg.dropout, pooling=pooling)  # fmt: skip
+        return RecurrentHead(cls, input_dim, hidden_size=cfg.hidden_size, layers=cfg.layers, bidirectional=bidirectional,
+                             dropout=cfg.dropout, pooling=pooling, norm=cfg.pool_norm)  # fmt: skip
     if cfg.head == "fnn":
-        return FNNHead(input_dim, cfg.hidden_size, cfg.dropout, pooling)
+        return FNNHead(input_dim, cfg.hidden_size, cfg.dropout, pooling, norm=cfg.pool_norm)
     if cfg.head == "textcnn":
-        return TextCNNHead(input_dim, cfg.hidden_size, pooling)
+        return TextCNNHead(input_dim, cfg.hidden_size, pooling, norm=cfg.pool_norm)
     if cfg.head == "transformer":
-        return TransformerHead(input_dim, cfg.hidden_size, cfg.layers, cfg.dropout, pooling)
+        return TransformerHead(input_dim, cfg.hidden_size, cfg.layers, cfg.dropout, pooling, norm=cfg.pool_norm)
     raise UserError(f"unknown head {cfg.head!r}; choose one of {', '.join(HEADS)}")

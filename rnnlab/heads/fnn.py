@@ -12,10 +12,10 @@ from rnnlab.heads.pooling import Pool
 class FNNHead(Head):
     """`fnn`: pool the token vectors, then Linear(D, hidden) + GELU + Dropout."""
 
-    def __init__(self, input_dim: int, hidden_size: int, dropout: float, pooling: Pooling) -> None:
+    def __init__(self, input_dim: int, hidden_size: int, dropout: float, pooling: Pooling, *, norm: bool = False) -> None:
         super().__init__()
         self.out_dim = hidden_size
-        self.pool = Pool(pooling, input_dim)
+        self.pool = Pool(pooling, input_dim, norm=norm)
         self.mlp = nn.Sequential(nn.Linear(self.pool.out_dim, hidden_size), nn.GELU(), nn.Dropout(dropout))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:

@@ -49,6 +49,7 @@ class RecurrentHead(Head):
         bidirectional: bool,
         dropout: float,
         pooling: Pooling,
+        norm: bool = False,
     ) -> None:
         super().__init__()
         directions = 2 if bidirectional else 1
@@ -60,7 +61,7 @@ class RecurrentHead(Head):
         self.forward_layers = stack()
         self.backward_layers = stack() if bidirectional else None
         self.dropout = nn.Dropout(dropout)  # between layers, as nn.LSTM(dropout=...) does
-        self.pool = Pool(pooling, hidden_size * directions, directions)
+        self.pool = Pool(pooling, hidden_size * directions, directions, norm=norm)
         self.out_dim = self.pool.out_dim
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:

@@ -21,10 +21,10 @@ class TextCNNHead(Head):
     also gives texts shorter than k a window.
     """
 
-    def __init__(self, input_dim: int, channels: int, pooling: Pooling) -> None:
+    def __init__(self, input_dim: int, channels: int, pooling: Pooling, *, norm: bool = False) -> None:
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv1d(input_dim, channels, k, padding=k - 1) for k in KERNEL_SIZES)
-        self.pools = nn.ModuleList(Pool(pooling, channels) for _ in KERNEL_SIZES)
+        self.pools = nn.ModuleList(Pool(pooling, channels, norm=norm) for _ in KERNEL_SIZES)
         self.out_dim = sum(pool.out_dim for pool in self.pools)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:

@@ -34,7 +34,8 @@ class TransformerHead(Head):
     pooling. Every row has a real token, so no softmax row is all -inf.
     """
 
-    def __init__(self, input_dim: int, hidden_size: int, layers: int, dropout: float, pooling: Pooling) -> None:
+    def __init__(self, input_dim: int, hidden_size: int, layers: int, dropout: float, pooling: Pooling, *,
+                 norm: bool = False) -> None:
         super().__init__()
         self.project = nn.Identity() if input_dim == hidden_size else nn.Linear(input_dim, hidden_size)
         layer = nn.TransformerEncoderLayer(
@@ -48,7 +49,7 @@ class TransformerHead(Head):
         )
         # No nested tensors: they change the output layout and do not trace to ONNX.
         self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False)
-        self.pool = Pool(pooling, hidden_size)
+        self.pool = Pool(pooling, hidden_size, norm=norm)
         self.out_dim = self.pool.out_dim
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:

@@ -66,6 +66,9 @@ def _refuse_unsupported(run: Path, encoder: torch.nn.Module) -> None:
     if encoder.chunks > 1:
         raise UserError(f"{run}: reads texts in windows (--chunks {encoder.chunks}), which the Hugging Face export "
                         "cannot take yet; export a run trained without --chunks")  # fmt: skip
+    if encoder.spec()["kind"] == "lm":
+        raise UserError(f"{run}: its encoder is a language model's LSTM stack (--encoder lm:), which the Hugging Face "
+                        "export does not cover; use `rnnlab export RUN` (ONNX)")  # fmt: skip
     if getattr(encoder, "lowercase", True) is False:
         raise UserError(f"{run}: its word vectors are cased (looked up as written, then lowercased), which a "
                         "`tokenizers` word-level tokenizer cannot reproduce; export a run on lowercased vectors")  # fmt: skip
@@ -98,7 +101,8 @@ def _config_fields(cfg: RunConfig, model: torch.nn.Module, labels: list[str], te
         table = encoder.table if hasattr(encoder, "table") else encoder.embedding.weight
         fields.update(encoder_kind="embedding", vocab_size=table.shape[0], embedding_dim=table.shape[1], unk_id=1)
     fields.update(head=head.head, head_hidden_size=head.hidden_size, head_layers=head.layers, dropout=head.dropout,
-                  pooling=head.pooling or default_pooling(head.head), calibration_temperature=temperature)  # fmt: skip
+                  pooling=head.pooling or default_pooling(head.head), pool_norm=head.pool_norm,
+                  calibration_temperature=temperature)  # fmt: skip
     fields.update(id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
                   problem_type="single_label_classification", auto_map=AUTO_MAP)  # fmt: skip
     return fields

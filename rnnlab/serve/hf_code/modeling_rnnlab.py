@@ -30,15 +30,15 @@ class RnnlabConfig(PretrainedConfig):
         self, encoder_kind: str = "embedding", encoder_config: dict | None = None, layer_mix: int = 0,
         vocab_size: int = 2, embedding_dim: int = 8, max_tokens: int = 256, truncation: str = "head_tail",
         special_prefix: int = 0, special_suffix: int = 0, pad_id: int = 0, unk_id: int = 1, head: str = "bilstm",
-        head_hidden_size: int = 128, head_layers: int = 1, pooling: str = "last", dropout: float = 0.0,
-        calibration_temperature: float = 1.0, **kwargs,
+        head_hidden_size: int = 128, head_layers: int = 1, pooling: str = "last", pool_norm: bool = False,
+        dropout: float = 0.0, calibration_temperature: float = 1.0, **kwargs,
     ) -> None:  # fmt: skip
         self.encoder_kind, self.encoder_config, self.layer_mix = encoder_kind, encoder_config, layer_mix
         self.vocab_size, self.embedding_dim = vocab_size, embedding_dim
         self.max_tokens, self.truncation = max_tokens, truncation
         self.special_prefix, self.special_suffix, self.pad_id, self.unk_id = special_prefix, special_suffix, pad_id, unk_id
         self.head, self.head_hidden_size, self.head_layers, self.pooling = head, head_hidden_size, head_layers, pooling
-        self.dropout, self.calibration_temperature = dropout, calibration_temperature
+        self.pool_norm, self.dropout, self.calibration_temperature = pool_norm, dropout, calibration_temperature
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(**kwargs)
 
@@ -69,25 +69,33 @@ def keep_tokens(ids: Tensor, mask: Tensor, config: RnnlabConfig) -> tuple[Tensor
 
 
 class Pool(nn.Module):
-    """Masked pooling [B, T, H] → [B, H]: `last` (each direction's final state), `mean`, `max`, `attention`."""
+    """Masked pooling [B, T, H] → [B, H]: `last` (each direction's final state), `mean`, `max`, `attention`;
+    `concat` is last, max and mean side by side [B, 3H]. `norm`: a BatchNorm1d over the pooled vector."""
 
-    def __init__(self, mode: str, dim: int, directions: int = 1) -> None:
+    def __init__(self, mode: str, dim: int, directions: int = 1, norm: bool = False) -> None:
         super().__init__()
         self.mode, self.directions = mode, directions
+        self.out_dim = 3 * dim if mode == "concat" else dim
         self.score = nn.Linear(dim, 1, bias=False) if mode == "attention" else None
+        self.norm = nn.BatchNorm1d(self.out_dim) if norm else None
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        modes = ("last", "max", "mean") if self.mode == "concat" else (self.mode,)
+        pooled = torch.cat([self._pool(x, mask, mode) for mode in modes], dim=1)  # [B, out_dim]
+        return pooled if self.norm is None else self.norm(pooled)
+
+    def _pool(self, x: Tensor, mask: Tensor, mode: str) -> Tensor:
         lengths = mask.sum(1)
-        if self.mode == "last":
+        if mode == "last":
             last = x.gather(1, (lengths - 1).view(-1, 1, 1).expand(-1, 1, x.size(2))).squeeze(1)  # [B, dirs*H]
             if self.directions == 1:
                 return last
             half = x.size(2) // 2  # the backward direction ends at position 0
             return torch.cat([last[:, :half], x[:, 0, half:]], dim=1)
-        if self.mode == "max":
+        if mode == "max":
             return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
         x = x.masked_fill(~mask.unsqueeze(-1), 0.0)
-        if self.mode == "mean":
+        if mode == "mean":
             return x.sum(1) / lengths.unsqueeze(1).to(x.dtype)
         weights = torch.softmax(self.score(x).squeeze(-1).masked_fill(~mask, float("-inf")), dim=1)  # [B, T]
         return (weights.unsqueeze(-1) * x).sum(1)
@@ -101,8 +109,9 @@ class RecurrentHead(nn.Module):
         cell, bidirectional = {"bilstm": ("lstm", True), "bigru": ("gru", True)}.get(config.head, (config.head, False))
         hidden = config.head_hidden_size
         self.rnn = CELLS[cell](input_dim, hidden, config.head_layers, batch_first=True, bidirectional=bidirectional)
-        self.out_dim = hidden * (2 if bidirectional else 1)
-        self.pool = Pool(config.pooling, self.out_dim, 2 if bidirectional else 1)
+        directions = 2 if bidirectional else 1
+        self.pool = Pool(config.pooling, hidden * directions, directions, norm=config.pool_norm)
+        self.out_dim = self.pool.out_dim
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(1).cpu()
@@ -115,8 +124,8 @@ class FNNHead(nn.Module):
     def __init__(self, config: RnnlabConfig, input_dim: int) -> None:
         super().__init__()
         self.out_dim = config.head_hidden_size
-        self.pool = Pool(config.pooling, input_dim)
-        self.mlp = nn.Sequential(nn.Linear(input_dim, self.out_dim), nn.GELU(), nn.Dropout(config.dropout))
+        self.pool = Pool(config.pooling, input_dim, norm=config.pool_norm)
+        self.mlp = nn.Sequential(nn.Linear(self.pool.out_dim, self.out_dim), nn.GELU(), nn.Dropout(config.dropout))
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         return self.mlp(self.pool(x, mask))
@@ -130,8 +139,8 @@ class TextCNNHead(nn.Module):
         super().__init__()
         channels = config.head_hidden_size
         self.convs = nn.ModuleList(nn.Conv1d(input_dim, channels, k, padding=k - 1) for k in KERNEL_SIZES)
-        self.pools = nn.ModuleList(Pool(config.pooling, channels) for _ in KERNEL_SIZES)
-        self.out_dim = channels * len(KERNEL_SIZES)
+        self.pools = nn.ModuleList(Pool(config.pooling, channels, norm=config.pool_norm) for _ in KERNEL_SIZES)
+        self.out_dim = sum(pool.out_dim for pool in self.pools)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(1, keepdim=True)
@@ -149,13 +158,14 @@ class TransformerHead(nn.Module):
 
     def __init__(self, config: RnnlabConfig, input_dim: int) -> None:
         super().__init__()
-        hidden = self.out_dim = config.head_hidden_size
+        hidden = config.head_hidden_size
         self.project = nn.Identity() if input_dim == hidden else nn.Linear(input_dim, hidden)
         heads = next(n for n in (4, 3, 2, 1) if hidden % n == 0)
         layer = nn.TransformerEncoderLayer(hidden, heads, dim_feedforward=4 * hidden, dropout=config.dropout,
                                            activation="gelu", batch_first=True, norm_first=True)  # fmt: skip
         self.encoder = nn.TransformerEncoder(layer, config.head_layers, norm=nn.LayerNorm(hidden), enable_nested_tensor=False)
-        self.pool = Pool(config.pooling, hidden)
+        self.pool = Pool(config.pooling, hidden, norm=config.pool_norm)
+        self.out_dim = self.pool.out_dim
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         h = self.project(x.masked_fill(~mask.unsqueeze(-1), 0.0))  # [B, T, H]
