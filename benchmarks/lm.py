@@ -95,8 +95,8 @@ def main() -> None:
     clf = [*data, "--head", "fnn", "--pooling", "concat", "--hidden-size", "50", "--epochs", str(args.clf_epochs),
            "--batch-size", "32", "--lr", "3e-3", "--max-length", "256", "--patience", "9", *args.clf_extra.split(),
            *extra]  # fmt: skip
-    rows = {"pretrained": ("ulmfit", "lm", []), "pretrained-all": ("pretrained-all", "lm", ["--no-gradual-unfreezing"]),
-            "random": ("random-init", "lm-random", ["--no-gradual-unfreezing"])}  # fmt: skip
+    rows = {"pretrained-all": ("pretrained-all", "lm", ["--no-gradual-unfreezing"]),
+            "random": ("random-init", "lm-random", ["--no-gradual-unfreezing"]), "pretrained": ("ulmfit", "lm", [])}  # fmt: skip
     tag = "".join(f"-{flag.strip('-')}" for flag in args.clf_extra.split())  # its own folders: finished runs are skipped
     classifiers = {key: [classify(out / (f"{name}{tag}" if seed == 0 else f"{name}{tag}-s{seed}"),
                                   ["--encoder", f"lm:{out / lm}", *flags, *clf, "--seed", str(seed)])
