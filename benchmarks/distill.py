@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -38,9 +39,13 @@ DEPLOYED = ("config.json", "labels.json", "encoder.json", "model.safetensors", "
 
 
 def train(run: Path, args: list[str]) -> dict:
-    """`rnnlab train` in a subprocess (a fresh process per model, as a user runs it); reuses a finished run."""
+    """`rnnlab train` in a subprocess (a fresh process per model, as a user runs it); reuses a finished run and resumes
+    an interrupted one from its last checkpoint (a full-IMDB teacher on 2 cores outlasts a sitting)."""
     if not (run / "results.json").is_file():
-        cmd = [sys.executable, "-m", "rnnlab", "train", *args, "--run-dir", str(run), "--overwrite", "--no-progress"]
+        if (run / "checkpoint.safetensors").is_file():
+            cmd = [sys.executable, "-m", "rnnlab", "train", "--resume", str(run)]  # its saved config, --no-progress included
+        else:
+            cmd = [sys.executable, "-m", "rnnlab", "train", *args, "--run-dir", str(run), "--overwrite", "--no-progress"]
         print("$", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True)
     return json.loads((run / "results.json").read_text())
@@ -184,6 +189,7 @@ def options() -> argparse.Namespace:
 def main() -> None:
     opts = options()
     use_all_cores()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the teachers' labelling, chunk by chunk
     from rnnlab.config import DataConfig
     from rnnlab.data.readers import read_examples
     from rnnlab.data.split import prepare

@@ -32,6 +32,18 @@ def test_augmentations_are_deterministic_keep_labels_and_change_texts():
     assert all(set(a.split()) <= negative_words for a, y in zip(first, first_labels) if y == 0)
 
 
+def test_chinese_text_is_augmented_character_by_character():
+    # Without spaces a review used to be one "word": masked whole or not at all, never cropped to a passage.
+    texts, labels = ["这本书很好看，推荐", "质量太差了，很失望"] * 10, np.array([1, 0] * 10)
+    cfg = DistillConfig(teacher="t", augment=4, mask_p=0.3, swap_p=0.0, ngram_p=0.0)
+    copies, _ = augment(texts, labels, cfg, seed=0)
+    for copy, text in zip(copies, texts * 4):
+        pieces = copy.split(" ")
+        assert len(pieces) == 9 and all(p in (c, MASK) for p, c in zip(pieces, text))  # 8 ideographs and "，"
+    masked = sum(copy.count(MASK) for copy in copies)
+    assert 0.2 < masked / (9 * len(copies)) < 0.4
+
+
 def test_glove_swaps_draw_from_each_word_s_neighbours():
     texts = ["The acting was good, the plot boring.", "A terrible film"] * 10
     cfg = DistillConfig(teacher="t", augment=2, mask_p=0.0, swap_p=0.5, ngram_p=0.0, swap_with="glove")

@@ -108,6 +108,12 @@ def test_stateful_batches_rebuild_the_token_stream():
     assert stream.tolist().count(EOS) == len(docs)
 
 
+def test_per_word_perplexity_counts_each_chinese_character_as_a_word():
+    # Spaces delimit English words; Chinese has none, and a review counted as one word gave perplexities of 1e81.
+    assert count_words(["the cat  sat, on the mat."]) == 6 + 1
+    assert count_words(["这本书很好，我喜欢 it!"]) == 5 + 1 + 3 + 1 + 1  # 这本书很好 ， 我喜欢 it! and the EOS
+
+
 def test_chunked_reading_equals_one_pass_in_eval_mode():
     torch.manual_seed(0)
     model = LanguageModel(41, **NET).eval()

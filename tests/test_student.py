@@ -18,6 +18,7 @@ from rnnlab.cli import main
 from rnnlab.config import DistillConfig
 from rnnlab.encoders.words import UNK, VOCABULARY, WordVectorEncoder
 from rnnlab.model import load_trained
+from rnnlab.training import distill
 from rnnlab.training.distill import augment, ensemble_logits, glove_neighbours
 
 
@@ -49,6 +50,34 @@ def test_teacher_logits_are_the_mean_of_each_teacher_s(accurate_run, other_split
     assert np.abs(one - two).max() > 0.1  # the two teachers disagree, so the mean is neither of them
     # bf16 autocast on CPUs that have it: a few hundredths on logits of a few units.
     np.testing.assert_allclose(mean, (one + two) / 2, atol=0.05)
+
+
+def test_an_interrupted_labelling_resumes_where_it_stopped_and_gives_the_same_logits(
+    accurate_run, other_split_run, tmp_path, monkeypatch
+):
+    teachers, texts = [str(accurate_run), str(other_split_run)], [f"the movie was great {i}" for i in range(5)]
+    monkeypatch.setattr(distill, "LABEL_CHUNK", 2)  # 3 chunks per teacher
+    whole = ensemble_logits(teachers, texts, device="cpu")
+    calls, real, cut = [], distill._logits, [True]
+
+    def counted(model, inputs, rows, prec, teacher):
+        if cut[0] and len(calls) == 4:  # the second teacher's first chunk is done: the power goes off
+            raise OSError("power cut")
+        calls.append((teacher, rows.start))
+        return real(model, inputs, rows, prec, teacher)
+
+    monkeypatch.setattr(distill, "_logits", counted)
+    partial = (tmp_path / distill.PARTIAL_FILE, "key")
+    with pytest.raises(OSError, match="power cut"):
+        ensemble_logits(teachers, texts, device="cpu", partial=partial)
+    calls.clear()
+    cut[0] = False
+    resumed = ensemble_logits(teachers, texts, device="cpu", partial=partial)
+    assert calls == [(teachers[1], 2), (teachers[1], 4)]  # nothing labelled twice
+    np.testing.assert_array_equal(resumed, whole)
+    calls.clear()
+    ensemble_logits(teachers, texts, device="cpu", partial=(partial[0], "another transfer set"))
+    assert len(calls) == 6  # another key starts over
 
 
 def test_a_teacher_of_another_split_among_several_is_refused_before_any_work(accurate_run, other_split_run, tmp_path):

@@ -173,6 +173,10 @@ def _read_vector_file(path: Path) -> tuple[list[str], np.ndarray, list[Path]]:
 
 _CJK = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2A6DF), (0x2A700, 0x2CEAF), (0x2F800, 0x2FA1F))
 """The ideographs BERT's normalizer puts spaces around: always words of one character."""
+_CJK_CLASS = "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in _CJK)
+WORD = re.compile(rf"[{_CJK_CLASS}]|[^\s{_CJK_CLASS}]+")
+"""A word as BERT's pre-tokenizer sees one before splitting off punctuation: a CJK ideograph alone, else a run of other
+non-space characters (English's whitespace-separated words)."""
 
 
 def _inner_chars(tokenizer: Any, texts: list[str]) -> set[str]:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from rnnlab.encoders.lm_vocab import EOS, PAD
+from rnnlab.encoders.words import WORD
 
 
 def join(docs: Sequence[Sequence[int]], order: Sequence[int] | None = None) -> np.ndarray:
@@ -46,5 +47,6 @@ def count_windows(length: int, bptt: int) -> int:
 
 
 def count_words(texts: Sequence[str]) -> int:
-    """Words as perplexity per word counts them: whitespace-separated, plus one EOS per document (it is predicted too)."""
-    return sum(len(text.split()) + 1 for text in texts)
+    """Words as perplexity per word counts them: whitespace-separated, each CJK ideograph a word (else a Chinese review
+    would be one word), plus one EOS per document (it is predicted too)."""
+    return sum(len(WORD.findall(text)) + 1 for text in texts)

@@ -26,6 +26,7 @@ from rnnlab import runs
 from rnnlab.config import DistillConfig
 from rnnlab.data.split import Prepared
 from rnnlab.encoders.base import fingerprint
+from rnnlab.encoders.words import WORD
 from rnnlab.errors import UserError
 from rnnlab.model import load_tensors, load_trained, save_tensors
 from rnnlab.runs import atomic_write_json
@@ -36,9 +37,11 @@ from rnnlab.training.token_ids import cached_token_ids
 log = logging.getLogger("rnnlab.run")  # the run folder's log.txt (runs.open_log)
 
 TEACHER_FILE = "teacher.safetensors"
+PARTIAL_FILE = "teacher.partial.safetensors"
+LABEL_CHUNK = 8192
+"""Texts labelled between two saves of an interrupted labelling (a minute or three of MiniLM on 2 cores)."""
 MASK = "[MASK]"
 NEIGHBOURS, NEIGHBOUR_POOL = 10, 50_000
-_WORD = re.compile(r"\S+")
 _CORE = re.compile(r"^(\W*)(.*?)(\W*)$")  # leading punctuation, the word, trailing punctuation
 
 
@@ -63,7 +66,7 @@ class _Flat:
     """Texts as one array of word ids (`ids`, text i owning ids[offsets[i]:offsets[i + 1]]) into `strings`."""
 
     def __init__(self, texts: list[str]) -> None:
-        words = [_WORD.findall(text) for text in texts]
+        words = [WORD.findall(text) for text in texts]  # a Chinese review's words are its ideographs
         index: dict[str, int] = {MASK: 0}
         ids = [index.setdefault(w, len(index)) for text in words for w in text]
         self.texts, self.ids = texts, np.asarray(ids, dtype=np.int64)
@@ -221,8 +224,10 @@ def teacher_logits(run: Path, data: Prepared, cfg: DistillConfig, *, device: str
         if meta.get("key") == key:
             return tensors["logits"]
     logits = torch.zeros(len(data.texts), len(data.label_names))
-    logits[torch.as_tensor(train)] = torch.from_numpy(ensemble_logits(cfg.teacher, texts, device=device))
+    partial = run / PARTIAL_FILE
+    logits[torch.as_tensor(train)] = torch.from_numpy(ensemble_logits(cfg.teacher, texts, device=device, partial=(partial, key)))
     save_tensors(path, {"logits": logits}, {"key": key, "teacher": cfg.teacher})
+    partial.unlink(missing_ok=True)
     return logits
 
 
@@ -237,20 +242,47 @@ def transfer_key(teachers: list[str], texts: list[str]) -> str:
     return digest.hexdigest()
 
 
-def ensemble_logits(teachers: list[str], texts: list[str], *, device: str) -> np.ndarray:
-    """[N, C] logits of `texts`, averaged over the teacher runs (one model in memory at a time)."""
+def ensemble_logits(
+    teachers: list[str], texts: list[str], *, device: str, partial: tuple[Path, str] | None = None
+) -> np.ndarray:
+    """[N, C] logits of `texts`, averaged over the teacher runs (one model in memory at a time).
+
+    With `partial` = (file, key), the running sum is saved there after every `LABEL_CHUNK` texts and an interrupted
+    labelling resumes from it when its key matches: labelling a full-IMDB transfer set takes over an hour on 2 cores.
+    """
     dev = resolve_device(device)
     prec = Precision(dev, autocast_dtype(dev, True))
-    return sum(_logits(Path(teacher), texts, prec) for teacher in teachers) / len(teachers)
+    total, first, done = _resumed_sum(partial, len(texts))
+    for i in range(first, len(teachers)):
+        model, _ = load_trained(Path(teachers[i]))
+        inputs = inputs_for(model.encoder, cached_token_ids(model.encoder, texts))
+        for start in range(done if i == first else 0, len(texts), LABEL_CHUNK):
+            rows = range(start, min(start + LABEL_CHUNK, len(texts)))
+            part = _logits(model.to(prec.device), inputs, rows, prec, teachers[i])
+            total = np.zeros((len(texts), part.shape[1]), np.float32) if total is None else total
+            total[rows.start : rows.stop] += part
+            if partial is not None:
+                save_tensors(partial[0], {"sum": torch.from_numpy(total)}, {"key": partial[1], "teacher": i, "done": rows.stop})
+    return total / len(teachers)
 
 
-def _logits(teacher: Path, texts: list[str], prec: Precision) -> np.ndarray:
-    model, _ = load_trained(teacher)
-    inputs = inputs_for(model.encoder, cached_token_ids(model.encoder, texts))
+def _resumed_sum(partial: tuple[Path, str] | None, n: int) -> tuple[np.ndarray | None, int, int]:
+    """(summed logits so far, the teacher to go on with, its texts done): from `partial` when its key matches."""
+    if partial is None or not partial[0].is_file():
+        return None, 0, 0
+    tensors, meta = load_tensors(partial[0])
+    if meta.get("key") != partial[1] or len(tensors["sum"]) != n:
+        return None, 0, 0
+    log.info("teachers' labelling resumed at teacher %d, text %d of %d", meta["teacher"], meta["done"], n)
+    return tensors["sum"].numpy().copy(), meta["teacher"], meta["done"]
+
+
+def _logits(model: torch.nn.Module, inputs, rows: range, prec: Precision, teacher: str) -> np.ndarray:
     start = time.perf_counter()
-    logits = predict_logits(model.to(prec.device), inputs, range(len(texts)), prec, inference_batch_size(prec.device))
+    logits = predict_logits(model, inputs, rows, prec, inference_batch_size(prec.device))
     seconds = time.perf_counter() - start
-    log.info("teacher %s labelled %d texts in %.1f s (%.0f texts/s)", teacher, len(texts), seconds, len(texts) / seconds)
+    rate = len(rows) / seconds
+    log.info("teacher %s labelled texts %d–%d in %.1f s (%.0f texts/s)", teacher, rows.start, rows.stop, seconds, rate)
     return logits
 
 
