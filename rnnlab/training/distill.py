@@ -254,11 +254,11 @@ def ensemble_logits(
     prec = Precision(dev, autocast_dtype(dev, True))
     total, first, done = _resumed_sum(partial, len(texts))
     for i in range(first, len(teachers)):
-        model, _ = load_trained(Path(teachers[i]))
+        model = load_trained(Path(teachers[i]))[0].to(prec.device)
         inputs = inputs_for(model.encoder, cached_token_ids(model.encoder, texts))
         for start in range(done if i == first else 0, len(texts), LABEL_CHUNK):
             rows = range(start, min(start + LABEL_CHUNK, len(texts)))
-            part = _logits(model.to(prec.device), inputs, rows, prec, teachers[i])
+            part = _logits(model, inputs, rows, prec, teachers[i])
             total = np.zeros((len(texts), part.shape[1]), np.float32) if total is None else total
             total[rows.start : rows.stop] += part
             if partial is not None:
