@@ -38,14 +38,16 @@ DEPLOYED = ("config.json", "labels.json", "encoder.json", "model.safetensors", "
 """What `rnnlab.load` reads from a run folder (a frozen encoder's vectors are re-read from their source instead)."""
 
 
-def train(run: Path, args: list[str]) -> dict:
-    """`rnnlab train` in a subprocess (a fresh process per model, as a user runs it); reuses a finished run and resumes
-    an interrupted one from its last checkpoint (a full-IMDB teacher on 2 cores outlasts a sitting)."""
+def train(run: Path, args: list[str], *, command: tuple[str, ...] = ("train",)) -> dict:
+    """`rnnlab train` (or another `command`, such as `lm train`) in a subprocess, a fresh process per model as a user
+    runs it; reuses a finished run and resumes an interrupted one from its last checkpoint (a full-IMDB teacher on
+    2 cores outlasts a sitting)."""
     if not (run / "results.json").is_file():
+        rnnlab = [sys.executable, "-m", "rnnlab", *command]
         if (run / "checkpoint.safetensors").is_file():
-            cmd = [sys.executable, "-m", "rnnlab", "train", "--resume", str(run)]  # its saved config, --no-progress included
+            cmd = [*rnnlab, "--resume", str(run)]  # its saved config, --no-progress included
         else:
-            cmd = [sys.executable, "-m", "rnnlab", "train", *args, "--run-dir", str(run), "--overwrite", "--no-progress"]
+            cmd = [*rnnlab, *args, "--run-dir", str(run), "--overwrite", "--no-progress"]
         print("$", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True)
     return json.loads((run / "results.json").read_text())

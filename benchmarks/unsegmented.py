@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -44,16 +43,6 @@ def options() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="10 %% of the data, one epoch per model, no docs")
     parser.add_argument("--out", default=str(ROOT / "runs" / "unsegmented"))
     return parser.parse_args()
-
-
-def lm(run: Path, args: list[str]) -> None:
-    """`rnnlab lm train` in a subprocess; reuses a finished run and resumes an interrupted one."""
-    if not (run / "results.json").is_file():
-        rnnlab = [sys.executable, "-m", "rnnlab", "lm", "train"]
-        fresh = [*args, "--run-dir", str(run), "--overwrite", "--no-progress"]
-        cmd = [*rnnlab, *(["--resume", str(run)] if (run / "checkpoint.safetensors").is_file() else fresh)]
-        print("$", " ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, check=True)
 
 
 def tfidf(data: str, fraction: float, out: Path) -> dict:
@@ -79,7 +68,7 @@ def main() -> None:
     twins = [out / f"bigru-hard-{copy}" for copy in "ab"]
     hard = [train(run, [*data, *HARD, *quick]) for run in twins]
     cnn = train(out / "textcnn", [*data, *CNN, *quick])
-    lm(out / "lm-chars", [*data, *LM, *(["--epochs", "1"] if opts.quick else [])])
+    train(out / "lm-chars", [*data, *LM, *(["--epochs", "1"] if opts.quick else [])], command=("lm", "train"))
     ulmfit = train(out / "lm-chars-classifier", [*data, "--encoder", f"lm:{out / 'lm-chars'}", *ULMFIT, *quick])
     teachers = [twins[0], out / "textcnn", out / "lm-chars-classifier"]
     student = train(out / "student", [*data, *STUDENT, *quick, "--teacher", *map(str, teachers)])
